@@ -1,0 +1,60 @@
+# infra-operator — common tasks. `make run` and `make test` are the two set-up commands of the README.
+CARGO ?= cargo
+PYTHON ?= python3
+LOCAL ?= target/local
+# Built and installed tools live outside the repository, shared by every checkout on this machine.
+CACHE ?= $(HOME)/.cache/infra-operator
+VENV := $(CACHE)/venv
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+KUBE_VERSION ?= v1.34.4
+export INFRA_OPERATOR_CACHE := $(CACHE)
+export KUBE_VERSION
+
+.PHONY: build test unit fmt fmt-check lint crds run tools bench clean
+
+build:
+	$(CARGO) build --release
+
+# Every test: unit, guardrail corpus, webhook over TLS, and end to end on a real kube-apiserver.
+test: tools
+	$(CARGO) test --workspace --all-targets
+
+# Tests that need no local stack (pure code, the webhook over TLS).
+unit:
+	$(CARGO) test --lib
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Regenerate manifests/crds/ from the Rust API types (a test fails when they differ).
+crds:
+	UPDATE_CRDS=1 $(CARGO) test --test crds
+
+# kube-apiserver built from the Go module proxy, kubectl and moto from PyPI; each step is skipped when cached.
+tools: $(CACHE)/bin/kube-apiserver-$(KUBE_VERSION) $(VENV)/.installed
+
+$(CACHE)/bin/kube-apiserver-$(KUBE_VERSION): tests/stack/build-kube-apiserver.sh
+	tests/stack/build-kube-apiserver.sh $(KUBE_VERSION)
+
+$(VENV)/.installed: tests/stack/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/stack/requirements.txt
+	touch $@
+
+# The whole product on a local control plane (etcd, kube-apiserver, moto, the operator) until Ctrl-C.
+run: tools
+	$(CARGO) build --release --bin infra-operator
+	$(CARGO) build --release -p local-stack
+	$(TARGET_DIR)/release/local-stack --repo-root . --operator-bin $(TARGET_DIR)/release/infra-operator --out $(LOCAL)
+
+bench:
+	$(CARGO) bench --bench guardrails
+
+clean:
+	$(CARGO) clean

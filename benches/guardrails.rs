@@ -1,0 +1,86 @@
+//! Cost of the guardrail engine: every example of `manifests/examples/` and a large role
+//! (10 inline policies of ~1 KiB with 20 statements each).
+
+use std::fs;
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use infra_operator::guardrails::{Config, Engine, Kind};
+use infra_operator::validate::parse_documents;
+use serde_json::{Value, json};
+
+fn examples() -> Vec<(String, Value)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples");
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .expect("examples directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let text = fs::read_to_string(&file).expect("example readable");
+        for doc in parse_documents(&text).expect("example parses") {
+            if Kind::of(&doc).is_some() {
+                let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?").to_owned();
+                out.push((name, doc));
+            }
+        }
+    }
+    out
+}
+
+fn statement(i: usize) -> Value {
+    json!({
+        "Sid": format!("Stmt{i}"),
+        "Effect": "Allow",
+        "Action": ["s3:GetObject", "s3:PutObject"],
+        "Resource": format!("arn:aws:s3:::bucket-{i}/*"),
+    })
+}
+
+/// A role with `policies` inline policies of `statements` statements each.
+fn large_role(policies: usize, statements: usize) -> Value {
+    let inline: Vec<Value> = (0..policies)
+        .map(|p| {
+            let doc = json!({"Version": "2012-10-17", "Statement": (0..statements).map(statement).collect::<Vec<_>>()});
+            json!({"policyName": format!("policy-{p}"), "policyDocument": doc.to_string()})
+        })
+        .collect();
+    json!({
+        "apiVersion": "aws-infra-operator.runner.codes/v1alpha1",
+        "kind": "IAMRole",
+        "metadata": {"name": "large", "namespace": "default"},
+        "spec": {
+            "providerRef": {"name": "localstack"},
+            "roleName": "large-role",
+            "assumeRolePolicyDocument": json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}).to_string(),
+            "inlinePolicies": inline,
+        }
+    })
+}
+
+fn bench_engine(c: &mut Criterion) {
+    let engine = Engine::new(Config::default()).expect("engine builds");
+    let mut group = c.benchmark_group("seed");
+    for (name, doc) in examples() {
+        let kind = Kind::of(&doc).expect("our kind");
+        group.bench_function(name, |b| b.iter(|| black_box(engine.check(kind, black_box(&doc), None))));
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("size");
+    for statements in [5, 10, 20] {
+        let doc = large_role(10, statements);
+        let bytes = doc.to_string().len() as u64;
+        group.throughput(Throughput::Bytes(bytes));
+        group.bench_function(format!("10-policies-x-{statements}-statements"), |b| {
+            b.iter(|| black_box(engine.check(Kind::IAMRole, black_box(&doc), None)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_engine);
+criterion_main!(benches);

@@ -1,0 +1,242 @@
+//! The mutating half of the webhook: an IAMRole's defaults as a JSONPatch. Pure.
+//!
+//! The patch is idempotent: patching its own output yields an empty patch, so a second pass through
+//! the API server (or a re-applied manifest) changes nothing.
+
+use json_patch::jsonptr::{PointerBuf, Token};
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
+use serde_json::{Map, Value};
+
+use crate::guardrails::Config;
+
+/// `spec.path` when the object has none.
+pub const DEFAULT_PATH: &str = "/";
+/// `spec.deletionPolicy` when the object has none.
+pub const DEFAULT_DELETION_POLICY: &str = "Delete";
+
+/// The JSONPatch giving an IAMRole object its defaults:
+///
+/// - `spec.path` → `/`, `spec.deletionPolicy` → `Delete`;
+/// - `spec.maxSessionDuration` → the smallest the guardrails allow (3600, IAM's own default, unless
+///   the platform team raised the minimum);
+/// - every tag of `config.default_tags` whose key the object does not already have (compared ignoring
+///   case, as IAM does: the user's tag wins);
+/// - the singular `spec.inlinePolicy` moved into `spec.inlinePolicies` (appended, or replacing the
+///   entry of the same `policyName`, so re-applying a manifest in the singular form is a no-op).
+///
+/// Fields holding `null` count as absent. An object whose `spec` is not a JSON object gets no patch
+/// (the `schema` rule reports it), and neither does a field of the wrong type.
+pub fn defaults_patch(object: &Value, config: &Config) -> Patch {
+    let Some(spec) = object.get("spec").and_then(Value::as_object) else {
+        return Patch(Vec::new());
+    };
+    let mut ops = Vec::new();
+    let absent = |field: &str| spec.get(field).is_none_or(Value::is_null);
+    if absent("path") {
+        ops.push(add(&["path"], Value::from(DEFAULT_PATH)));
+    }
+    if absent("maxSessionDuration") {
+        ops.push(add(
+            &["maxSessionDuration"],
+            Value::from(config.max_session_duration.min),
+        ));
+    }
+    if absent("deletionPolicy") {
+        ops.push(add(
+            &["deletionPolicy"],
+            Value::from(DEFAULT_DELETION_POLICY),
+        ));
+    }
+    add_default_tags(spec, config, &mut ops);
+    fold_inline_policy(spec, &mut ops);
+    Patch(ops)
+}
+
+fn add_default_tags(spec: &Map<String, Value>, config: &Config, ops: &mut Vec<PatchOperation>) {
+    if config.default_tags.is_empty() {
+        return;
+    }
+    match spec.get("tags") {
+        None | Some(Value::Null) => {
+            let tags = config
+                .default_tags
+                .iter()
+                .map(|(key, value)| (key.clone(), Value::from(value.as_str())))
+                .collect();
+            ops.push(add(&["tags"], Value::Object(tags)));
+        }
+        Some(Value::Object(own)) => {
+            let own_keys: Vec<String> = own.keys().map(|k| k.to_lowercase()).collect();
+            for (key, value) in &config.default_tags {
+                if !own_keys.contains(&key.to_lowercase()) {
+                    ops.push(add(&["tags", key], Value::from(value.as_str())));
+                }
+            }
+        }
+        Some(_) => {}
+    }
+}
+
+fn fold_inline_policy(spec: &Map<String, Value>, ops: &mut Vec<PatchOperation>) {
+    let Some(single) = spec.get("inlinePolicy") else {
+        return;
+    };
+    if !single.is_null() {
+        match spec.get("inlinePolicies") {
+            None | Some(Value::Null) => {
+                ops.push(add(&["inlinePolicies"], Value::Array(vec![single.clone()])))
+            }
+            Some(Value::Array(list)) => {
+                let name = single.get("policyName");
+                let same_name = name
+                    .and_then(|name| list.iter().position(|p| p.get("policyName") == Some(name)));
+                match same_name {
+                    Some(i) if list[i] == *single => {}
+                    Some(i) => ops.push(PatchOperation::Replace(ReplaceOperation {
+                        path: pointer(&["inlinePolicies", &i.to_string()]),
+                        value: single.clone(),
+                    })),
+                    None => ops.push(add(&["inlinePolicies", "-"], single.clone())),
+                }
+            }
+            Some(_) => return,
+        }
+    }
+    ops.push(PatchOperation::Remove(RemoveOperation {
+        path: pointer(&["inlinePolicy"]),
+    }));
+}
+
+fn add(under_spec: &[&str], value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: pointer(under_spec),
+        value,
+    })
+}
+
+/// A JSON pointer below `/spec`; `~` and `/` in the tokens are escaped.
+fn pointer(under_spec: &[&str]) -> PointerBuf {
+    PointerBuf::from_tokens(
+        std::iter::once("spec")
+            .chain(under_spec.iter().copied())
+            .map(Token::new),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn config_with_tags(tags: &[(&str, &str)]) -> Config {
+        Config {
+            default_tags: tags
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+            ..Config::default()
+        }
+    }
+
+    fn apply(object: &Value, patch: &Patch) -> Value {
+        let mut out = object.clone();
+        json_patch::patch(&mut out, patch).unwrap();
+        out
+    }
+
+    fn role(spec: Value) -> Value {
+        json!({"apiVersion": "aws-infra-operator.runner.codes/v1alpha1", "kind": "IAMRole",
+               "metadata": {"name": "r", "namespace": "default"}, "spec": spec})
+    }
+
+    #[test]
+    fn fills_every_default_and_is_idempotent() {
+        let config = config_with_tags(&[("cost-center", "platform"), ("a/b~c", "x")]);
+        let object = role(
+            json!({"roleName": "r", "providerRef": {"name": "p"}, "assumeRolePolicyDocument": "{}"}),
+        );
+        let patch = defaults_patch(&object, &config);
+        let patched = apply(&object, &patch);
+        assert_eq!(patched["spec"]["path"], "/");
+        assert_eq!(patched["spec"]["maxSessionDuration"], 3600);
+        assert_eq!(patched["spec"]["deletionPolicy"], "Delete");
+        assert_eq!(
+            patched["spec"]["tags"],
+            json!({"cost-center": "platform", "a/b~c": "x"})
+        );
+        assert!(defaults_patch(&patched, &config).is_empty());
+    }
+
+    #[test]
+    fn keeps_what_the_user_set_and_escapes_tag_keys() {
+        let config = config_with_tags(&[("team", "platform"), ("a/b~c", "x")]);
+        let spec = json!({"path": "/svc/", "maxSessionDuration": 7200, "deletionPolicy": "Retain",
+                          "tags": {"Team": "payments"}});
+        let object = role(spec.clone());
+        let patch = defaults_patch(&object, &config);
+        let text = serde_json::to_string(&patch).unwrap();
+        assert!(text.contains("/spec/tags/a~1b~0c"), "{text}");
+        let patched = apply(&object, &patch);
+        assert_eq!(
+            patched["spec"]["tags"],
+            json!({"Team": "payments", "a/b~c": "x"})
+        );
+        assert_eq!(patched["spec"]["path"], spec["path"]);
+        assert_eq!(patched["spec"]["maxSessionDuration"], 7200);
+        assert_eq!(patched["spec"]["deletionPolicy"], "Retain");
+    }
+
+    #[test]
+    fn session_default_follows_a_raised_minimum() {
+        let mut config = Config::default();
+        config.max_session_duration.min = 7200;
+        let patched = apply(&role(json!({})), &defaults_patch(&role(json!({})), &config));
+        assert_eq!(patched["spec"]["maxSessionDuration"], 7200);
+    }
+
+    #[test]
+    fn folds_the_singular_inline_policy() {
+        let single = json!({"policyName": "Dynamo", "policyDocument": "{}"});
+        let config = Config::default();
+
+        let created = role(json!({"inlinePolicy": single}));
+        let patched = apply(&created, &defaults_patch(&created, &config));
+        assert_eq!(patched["spec"]["inlinePolicies"], json!([single]));
+        assert!(patched["spec"].get("inlinePolicy").is_none());
+        assert!(defaults_patch(&patched, &config).is_empty());
+
+        let other = json!({"policyName": "S3", "policyDocument": "{}"});
+        let appended = role(json!({"inlinePolicies": [other], "inlinePolicy": single}));
+        let patched = apply(&appended, &defaults_patch(&appended, &config));
+        assert_eq!(patched["spec"]["inlinePolicies"], json!([other, single]));
+
+        let changed =
+            json!({"policyName": "Dynamo", "policyDocument": "{\"Version\":\"2012-10-17\"}"});
+        let reapplied = role(json!({"inlinePolicies": [other, single], "inlinePolicy": changed}));
+        let patched = apply(&reapplied, &defaults_patch(&reapplied, &config));
+        assert_eq!(patched["spec"]["inlinePolicies"], json!([other, changed]));
+        assert!(patched["spec"].get("inlinePolicy").is_none());
+    }
+
+    #[test]
+    fn leaves_malformed_objects_to_validation() {
+        let config = config_with_tags(&[("team", "platform")]);
+        for object in [
+            json!({}),
+            json!({"spec": "x"}),
+            json!({"spec": [1]}),
+            json!(null),
+            json!(7),
+        ] {
+            assert!(defaults_patch(&object, &config).is_empty(), "{object}");
+        }
+        let odd = role(
+            json!({"path": "/", "maxSessionDuration": 3600, "deletionPolicy": "Delete",
+                              "tags": "x", "inlinePolicies": "x", "inlinePolicy": {"policyName": "p"}}),
+        );
+        assert!(defaults_patch(&odd, &config).is_empty());
+    }
+}

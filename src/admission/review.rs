@@ -1,0 +1,496 @@
+//! One AdmissionReview in, one AdmissionReview out: reads the request, runs the guardrail engine
+//! (validate) or computes the defaults patch (mutate), and builds the response. Pure.
+//!
+//! The object under review is taken from the request as raw JSON, exactly as the API server sent it,
+//! so the engine (not the envelope parser) judges its shape; only the envelope must be a well-formed
+//! `admission.k8s.io` AdmissionReview.
+
+use kube::core::DynamicObject;
+use kube::core::Status;
+use kube::core::admission::{
+    AdmissionRequest, AdmissionResponse, AdmissionReview, Operation, SerializePatchError,
+};
+use serde_json::Value;
+
+use super::mutate::defaults_patch;
+use crate::guardrails::{Engine, Finding, Kind, RuleId};
+
+/// The API group of AdmissionReview.
+const ADMISSION_GROUP: &str = "admission.k8s.io/";
+/// The kind an admission body must declare.
+const ADMISSION_KIND: &str = "AdmissionReview";
+/// `status.code` of a denial: the API server answers the client with it.
+pub const DENIAL_CODE: u16 = 403;
+/// `status.reason` of a denial.
+pub const DENIAL_REASON: &str = "Forbidden";
+
+/// Which webhook was called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /mutate`: defaults as a JSONPatch.
+    Mutate,
+    /// `POST /validate`: the guardrails.
+    Validate,
+}
+
+impl Endpoint {
+    /// The endpoint's name as used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Mutate => "mutate",
+            Endpoint::Validate => "validate",
+        }
+    }
+}
+
+/// Why a body was not answered with an AdmissionReview (the handler replies 400).
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// Not JSON at all.
+    #[error("body is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// JSON, but not an AdmissionReview envelope.
+    #[error("body is not an admission.k8s.io AdmissionReview: {0}")]
+    NotAReview(String),
+    /// An AdmissionReview without `request`.
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+    /// A CREATE or UPDATE without the object.
+    #[error("{operation} request {uid} carries no object")]
+    NoObject {
+        /// The operation.
+        operation: &'static str,
+        /// The request's uid.
+        uid: String,
+    },
+    /// The patch could not be encoded (not expected to happen for JSON values).
+    #[error(transparent)]
+    Patch(#[from] SerializePatchError),
+}
+
+/// The response to one review, with what metrics and logs need to know about it.
+#[derive(Debug)]
+pub struct Answer {
+    /// The AdmissionReview to send back (uid echoed).
+    pub review: AdmissionReview<DynamicObject>,
+    /// The kind reviewed (`IAMRole`, `AWSProvider`, or `other`).
+    pub kind: &'static str,
+    /// The operation (`CREATE`, `UPDATE`, `DELETE`, `CONNECT`).
+    pub operation: &'static str,
+    /// Whether the object is admitted.
+    pub allowed: bool,
+    /// The rule of every DENY finding, in order.
+    pub denied_rules: Vec<RuleId>,
+    /// The request's uid.
+    pub uid: String,
+    /// `namespace/name` of the object, for logs.
+    pub object: String,
+}
+
+/// Answers one AdmissionReview body for `endpoint`. `dryRun` requests are answered like any other.
+pub fn answer(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Result<Answer, ReviewError> {
+    let reviewed = parse(body)?;
+    let request = &reviewed.request;
+    let kind = reviewed.kind();
+    let operation = operation_name(&request.operation);
+    let mut answer = Answer {
+        review: AdmissionReview {
+            types: request.types.clone(),
+            request: None,
+            response: None,
+        },
+        kind: kind.map_or("other", Kind::as_str),
+        operation,
+        allowed: true,
+        denied_rules: Vec::new(),
+        uid: request.uid.clone(),
+        object: reviewed.object_name(),
+    };
+    let mut response = AdmissionResponse::from(request);
+    let object = match kind {
+        Some(_) => reviewed.object_to_review()?,
+        None => None,
+    };
+    if let (Some(kind), Some(object)) = (kind, object) {
+        match endpoint {
+            Endpoint::Validate => {
+                let old = match request.operation {
+                    Operation::Update => reviewed.old_object.as_ref(),
+                    _ => None,
+                };
+                let findings = engine.check(kind, object, old);
+                response = judge(response, kind, &answer.object, &findings);
+                answer.allowed = response.allowed;
+                answer.denied_rules = findings
+                    .iter()
+                    .filter(|f| f.is_deny())
+                    .map(|f| f.rule)
+                    .collect();
+            }
+            Endpoint::Mutate if kind == Kind::IAMRole => {
+                let patch = defaults_patch(object, engine.config());
+                if !patch.is_empty() {
+                    response = response.with_patch(patch)?;
+                }
+            }
+            Endpoint::Mutate => {}
+        }
+    }
+    answer.review.response = Some(response);
+    Ok(answer)
+}
+
+/// Turns findings into the response: every DENY in `status.message`, every WARN in `warnings`.
+fn judge(
+    response: AdmissionResponse,
+    kind: Kind,
+    object: &str,
+    findings: &[Finding],
+) -> AdmissionResponse {
+    let mut response = response;
+    let warnings: Vec<String> = findings
+        .iter()
+        .filter(|f| !f.is_deny())
+        .map(ToString::to_string)
+        .collect();
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    let denials: Vec<String> = findings
+        .iter()
+        .filter(|f| f.is_deny())
+        .map(ToString::to_string)
+        .collect();
+    if denials.is_empty() {
+        return response;
+    }
+    let message = format!(
+        "{} {object} refused by guardrails: {}",
+        kind.as_str(),
+        denials.join("; ")
+    );
+    response.allowed = false;
+    response.result = Status::failure(&message, DENIAL_REASON).with_code(DENIAL_CODE);
+    response
+}
+
+/// A parsed review: the envelope through kube's types, the objects as raw JSON.
+struct Reviewed {
+    request: AdmissionRequest<DynamicObject>,
+    object: Option<Value>,
+    old_object: Option<Value>,
+}
+
+fn parse(body: &[u8]) -> Result<Reviewed, ReviewError> {
+    let mut value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
+    let mut take = |pointer: &str| {
+        value
+            .pointer_mut(pointer)
+            .map(Value::take)
+            .filter(|object| !object.is_null())
+    };
+    let object = take("/request/object");
+    let old_object = take("/request/oldObject");
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_value(value).map_err(|e| ReviewError::NotAReview(e.to_string()))?;
+    if review.types.kind != ADMISSION_KIND || !review.types.api_version.starts_with(ADMISSION_GROUP)
+    {
+        return Err(ReviewError::NotAReview(format!(
+            "apiVersion `{}` kind `{}`",
+            review.types.api_version, review.types.kind
+        )));
+    }
+    let request = review.try_into().map_err(|_| ReviewError::NoRequest)?;
+    Ok(Reviewed {
+        request,
+        object,
+        old_object,
+    })
+}
+
+impl Reviewed {
+    /// Our kind, when the request is about one of ours (and not about a subresource such as status).
+    fn kind(&self) -> Option<Kind> {
+        let gvk = &self.request.kind;
+        if self
+            .request
+            .sub_resource
+            .as_deref()
+            .is_some_and(|s| !s.is_empty())
+        {
+            return None;
+        }
+        Kind::from_type(&format!("{}/{}", gvk.group, gvk.version), &gvk.kind)
+    }
+
+    /// The object to check or default: present on CREATE and UPDATE, except on an UPDATE of an object
+    /// already being deleted (so removing a finalizer is never refused). `None` means allow as is.
+    fn object_to_review(&self) -> Result<Option<&Value>, ReviewError> {
+        match self.request.operation {
+            Operation::Create | Operation::Update => {}
+            Operation::Delete | Operation::Connect => return Ok(None),
+        }
+        let Some(object) = self.object.as_ref() else {
+            return Err(ReviewError::NoObject {
+                operation: operation_name(&self.request.operation),
+                uid: self.request.uid.clone(),
+            });
+        };
+        let deleting = object
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|t| !t.is_null());
+        Ok((!deleting).then_some(object))
+    }
+
+    /// `namespace/name` (or `name`) of the object, from the request or else the object's metadata.
+    fn object_name(&self) -> String {
+        let from_object = |field: &str| {
+            self.object
+                .as_ref()
+                .or(self.old_object.as_ref())
+                .and_then(|o| o.get("metadata"))
+                .and_then(|m| m.get(field))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let name = Some(self.request.name.clone())
+            .filter(|n| !n.is_empty())
+            .or_else(|| from_object("name"))
+            .or_else(|| from_object("generateName").map(|prefix| format!("{prefix}*")))
+            .unwrap_or_else(|| "(unnamed)".to_owned());
+        let namespace = self
+            .request
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| from_object("namespace"));
+        match namespace {
+            Some(namespace) => format!("{namespace}/{name}"),
+            None => name,
+        }
+    }
+}
+
+/// The operation as Kubernetes spells it.
+pub fn operation_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::guardrails::{Config, FieldPath, Severity};
+
+    fn engine() -> Engine {
+        Engine::new(Config::default()).unwrap()
+    }
+
+    fn review(operation: &str, kind: Value, object: Value, old: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "uid-1",
+                "kind": kind,
+                "resource": {"group": "aws-infra-operator.runner.codes", "version": "v1alpha1", "resource": "iamroles"},
+                "name": "foo",
+                "namespace": "default",
+                "operation": operation,
+                "userInfo": {"username": "alice"},
+                "object": object,
+                "oldObject": old,
+                "dryRun": false
+            }
+        }))
+        .unwrap()
+    }
+
+    fn iamrole_kind() -> Value {
+        json!({"group": "aws-infra-operator.runner.codes", "version": "v1alpha1", "kind": "IAMRole"})
+    }
+
+    fn response(answer: &Answer) -> &AdmissionResponse {
+        answer.review.response.as_ref().unwrap()
+    }
+
+    #[test]
+    fn findings_become_message_and_warnings() {
+        let deny = Finding::deny(
+            RuleId::RoleName,
+            &FieldPath::root("spec").field("roleName"),
+            "bad",
+        );
+        let other = Finding::deny(
+            RuleId::Tags,
+            &FieldPath::root("spec").field("tags"),
+            "too many",
+        );
+        let warn = Finding::new(
+            RuleId::NotActionAllow,
+            Severity::Warn,
+            &FieldPath::root("spec"),
+            "hm",
+        );
+        let base = AdmissionResponse::invalid("x");
+        let judged = judge(
+            base.clone(),
+            Kind::IAMRole,
+            "default/foo",
+            &[deny, warn.clone(), other],
+        );
+        assert!(!judged.allowed);
+        assert_eq!(
+            judged.result.message,
+            "IAMRole default/foo refused by guardrails: [role-name] spec.roleName: bad; [tags] spec.tags: too many"
+        );
+        assert_eq!(judged.result.code, 403);
+        assert_eq!(
+            judged.warnings,
+            Some(vec!["[not-action-allow] spec: hm".to_owned()])
+        );
+
+        let mut allowed = base;
+        allowed.allowed = true;
+        let judged = judge(allowed, Kind::IAMRole, "default/foo", &[warn]);
+        assert!(judged.allowed);
+        assert_eq!(judged.warnings.as_ref().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn delete_connect_and_foreign_kinds_are_allowed_without_looking() {
+        let engine = engine();
+        let delete = answer(
+            &engine,
+            Endpoint::Validate,
+            &review("DELETE", iamrole_kind(), json!(null), json!({})),
+        )
+        .unwrap();
+        assert!(response(&delete).allowed);
+        assert_eq!((delete.kind, delete.operation), ("IAMRole", "DELETE"));
+        let pod = json!({"group": "", "version": "v1", "kind": "Pod"});
+        let foreign = answer(
+            &engine,
+            Endpoint::Validate,
+            &review("CREATE", pod, json!({"spec": 1}), json!(null)),
+        )
+        .unwrap();
+        assert!(response(&foreign).allowed);
+        assert_eq!(foreign.kind, "other");
+        assert_eq!(response(&foreign).uid, "uid-1");
+    }
+
+    #[test]
+    fn mutation_patches_iamroles_only() {
+        let engine = engine();
+        let object = json!({"metadata": {"name": "foo"}, "spec": {"roleName": "r"}});
+        let mutated = answer(
+            &engine,
+            Endpoint::Mutate,
+            &review("CREATE", iamrole_kind(), object.clone(), json!(null)),
+        )
+        .unwrap();
+        let patch: json_patch::Patch =
+            serde_json::from_slice(response(&mutated).patch.as_deref().unwrap()).unwrap();
+        assert!(!patch.is_empty());
+        let provider = json!({"group": "aws-infra-operator.runner.codes", "version": "v1alpha1", "kind": "AWSProvider"});
+        let untouched = answer(
+            &engine,
+            Endpoint::Mutate,
+            &review("CREATE", provider, object, json!(null)),
+        )
+        .unwrap();
+        assert!(response(&untouched).patch.is_none());
+        assert!(response(&untouched).allowed);
+    }
+
+    #[test]
+    fn objects_being_deleted_and_subresources_are_not_checked() {
+        let engine = engine();
+        let dying = json!({"metadata": {"name": "foo", "deletionTimestamp": "2024-01-01T00:00:00Z"}, "spec": "broken"});
+        let answered = answer(
+            &engine,
+            Endpoint::Validate,
+            &review("UPDATE", iamrole_kind(), dying, json!({})),
+        )
+        .unwrap();
+        assert!(response(&answered).allowed);
+        assert!(answered.denied_rules.is_empty());
+
+        let mut status = serde_json::from_slice::<Value>(&review(
+            "UPDATE",
+            iamrole_kind(),
+            json!({"spec": 1}),
+            json!({}),
+        ))
+        .unwrap();
+        status["request"]["subResource"] = json!("status");
+        let answered = answer(
+            &engine,
+            Endpoint::Mutate,
+            &serde_json::to_vec(&status).unwrap(),
+        )
+        .unwrap();
+        assert!(response(&answered).patch.is_none());
+    }
+
+    #[test]
+    fn envelopes_that_are_not_reviews_are_errors() {
+        let engine = engine();
+        let check = |body: &[u8]| {
+            answer(&engine, Endpoint::Validate, body)
+                .map(|_| ())
+                .unwrap_err()
+        };
+        assert!(matches!(check(b"{nope"), ReviewError::NotJson(_)));
+        assert!(matches!(check(b"[]"), ReviewError::NotAReview(_)));
+        assert!(matches!(
+            check(br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#),
+            ReviewError::NoRequest
+        ));
+        assert!(matches!(
+            check(br#"{"apiVersion": "v1", "kind": "Pod", "request": null}"#),
+            ReviewError::NotAReview(_)
+        ));
+        let mut wrong = serde_json::from_slice::<Value>(&review(
+            "CREATE",
+            iamrole_kind(),
+            json!({}),
+            json!(null),
+        ))
+        .unwrap();
+        wrong["request"]["uid"] = json!(7);
+        assert!(matches!(
+            check(&serde_json::to_vec(&wrong).unwrap()),
+            ReviewError::NotAReview(_)
+        ));
+        let missing = review("CREATE", iamrole_kind(), json!(null), json!(null));
+        assert!(matches!(check(&missing), ReviewError::NoObject { .. }));
+    }
+
+    #[test]
+    fn object_name_falls_back_to_metadata() {
+        let mut body = serde_json::from_slice::<Value>(&review(
+            "CREATE",
+            iamrole_kind(),
+            json!({"metadata": {"generateName": "role-", "namespace": "team-a"}}),
+            json!(null),
+        ))
+        .unwrap();
+        body["request"]["name"] = json!("");
+        body["request"]["namespace"] = json!(null);
+        let answered = answer(
+            &engine(),
+            Endpoint::Validate,
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(answered.object, "team-a/role-*");
+    }
+}

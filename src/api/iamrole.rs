@@ -1,0 +1,125 @@
+//! The `IAMRole` kind: one AWS IAM role, its trust policy, permissions and tags.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired state of an AWS IAM role.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "aws-infra-operator.runner.codes",
+    version = "v1alpha1",
+    kind = "IAMRole",
+    namespaced,
+    status = "IAMRoleStatus",
+    shortname = "iamr",
+    doc = "An AWS IAM role managed from Kubernetes",
+    printcolumn = r#"{"name": "Role Name", "type": "string", "jsonPath": ".spec.roleName"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "boolean", "jsonPath": ".status.ready"}"#,
+    printcolumn = r#"{"name": "ARN", "type": "string", "jsonPath": ".status.roleArn"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IAMRoleSpec {
+    /// The AWSProvider (in this namespace) whose credentials manage the role.
+    pub provider_ref: ProviderRef,
+    /// Name of the role in IAM: 1–64 of letters, digits and `+=,.@_-`. Immutable.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[\w+=,.@-]+$"))]
+    pub role_name: String,
+    /// Trust policy (JSON) naming who may assume the role.
+    #[schemars(length(min = 1))]
+    pub assume_role_policy_document: String,
+    /// Human-readable description, at most 1000 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000))]
+    pub description: Option<String>,
+    /// IAM path (`/` or `/a/b/`), default `/`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^/([\x21-\x7E]*/)?$"))]
+    pub path: Option<String>,
+    /// Maximum session duration in seconds, 3600–43200, default 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 3600, max = 43200))]
+    pub max_session_duration: Option<i32>,
+    /// ARNs of managed policies to attach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20))]
+    pub managed_policy_arns: Option<Vec<String>>,
+    /// Inline policies embedded in the role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_policies: Option<Vec<InlinePolicy>>,
+    /// A single inline policy (older form); folded into `inlinePolicies` on admission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_policy: Option<InlinePolicy>,
+    /// ARN of the managed policy used as permissions boundary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<String>,
+    /// Tags of the role (at most 50 including defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 50))]
+    pub tags: Option<BTreeMap<String, String>>,
+    /// What happens in IAM when the object is deleted: `Delete` (default) or `Retain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// Reference to the AWSProvider that manages a role.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderRef {
+    /// Name of the AWSProvider.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of the AWSProvider; must be the role's own when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// One inline policy of a role.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InlinePolicy {
+    /// Name of the policy: 1–128 of letters, digits and `+=,.@_-`.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[\w+=,.@-]+$"))]
+    pub policy_name: String,
+    /// The policy document (JSON).
+    #[schemars(length(min = 1))]
+    pub policy_document: String,
+}
+
+/// What happens to the IAM role when its object is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the role from IAM (default).
+    #[default]
+    Delete,
+    /// Leave the role in IAM.
+    Retain,
+}
+
+/// Observed state of an IAM role.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IAMRoleStatus {
+    /// ARN of the role in IAM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// Unique ID of the role in IAM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_id: Option<String>,
+    /// When IAM created the role (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_date: Option<String>,
+    /// Whether the role exists and matches the spec.
+    #[serde(default)]
+    pub ready: bool,
+    /// `Ready` and `Synced` conditions; the reason names the error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

@@ -1,0 +1,282 @@
+//! The platform team's guardrail settings (`policies/guardrails.yaml`): severities of the configurable
+//! rules, quotas, lists and limits. Parsing and checking only; reading the file is the caller's job.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{RuleId, Severity};
+
+/// IAM's own ceiling for a trust policy (after a quota increase), in non-whitespace characters.
+pub const IAM_MAX_TRUST_POLICY_SIZE: usize = 4096;
+/// IAM's ceiling for a role's inline policies together, in non-whitespace characters.
+pub const IAM_MAX_INLINE_POLICIES_SIZE: usize = 10240;
+/// IAM's ceiling for managed policies attached to one role (after a quota increase).
+pub const IAM_MAX_MANAGED_POLICIES: usize = 20;
+/// IAM's range for a role's maximum session duration, in seconds.
+pub const IAM_SESSION_DURATION: (i64, i64) = (3600, 43200);
+/// The rules whose severity the platform team may change with `severities:`.
+pub const CONFIGURABLE_RULES: &[RuleId] = &[RuleId::TrustExternalId, RuleId::NotActionAllow];
+
+/// The defaults, as committed in `policies/guardrails.yaml`.
+pub const DEFAULT_GUARDRAILS_YAML: &str = include_str!("../../policies/guardrails.yaml");
+
+/// Severity a configurable rule (or a class of findings) is given, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Refuse the object.
+    Deny,
+    /// Admit it with a warning.
+    Warn,
+    /// Do not report.
+    #[serde(alias = "allow")]
+    Off,
+}
+
+impl Level {
+    /// The severity of a finding at this level, `None` when the rule is off.
+    pub fn severity(self) -> Option<Severity> {
+        match self {
+            Level::Deny => Some(Severity::Deny),
+            Level::Warn => Some(Severity::Warn),
+            Level::Off => None,
+        }
+    }
+}
+
+/// Guardrail settings. Every field has the default of DESIGN.md, so an empty file is valid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Config {
+    /// Severity of each configurable rule (see [`CONFIGURABLE_RULES`]).
+    pub severities: BTreeMap<RuleId, Level>,
+    /// Size and count quotas.
+    pub quotas: Quotas,
+    /// Allowed range of `maxSessionDuration` (may only narrow IAM's 3600–43200).
+    pub max_session_duration: SessionRange,
+    /// Which action patterns an Allow statement may grant.
+    pub action_wildcard: ActionWildcard,
+    /// Managed policy ARNs no role may attach.
+    pub denied_managed_policies: Vec<String>,
+    /// Permissions boundary requirements.
+    pub permissions_boundary: BoundaryPolicy,
+    /// Tags the mutating webhook adds to every IAMRole (the role's own tags win).
+    pub default_tags: BTreeMap<String, String>,
+    /// The organisation's own account IDs: their principals need no `sts:ExternalId` (`trust-external-id`).
+    pub trusted_accounts: Vec<String>,
+}
+
+/// Size and count quotas (may be lowered; raised only up to IAM's ceilings).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Quotas {
+    /// Trust policy size in non-whitespace characters.
+    pub trust_policy_size: usize,
+    /// Inline policies of one role together, in non-whitespace characters.
+    pub inline_policies_size: usize,
+    /// Managed policies attached to one role.
+    pub managed_policies: usize,
+}
+
+/// Allowed range of `maxSessionDuration`, in seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionRange {
+    /// Smallest allowed value.
+    pub min: i64,
+    /// Largest allowed value.
+    pub max: i64,
+}
+
+/// Settings of the `action-wildcard` rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ActionWildcard {
+    /// Action patterns an Allow statement may never grant (compared case-insensitively).
+    pub denied_actions: Vec<String>,
+    /// What a service-wide wildcard such as `s3:*` gets: `deny`, `warn` or `allow`.
+    pub service_wildcards: Level,
+    /// Services whose wildcard (`s3:*`) is always allowed, e.g. `s3`.
+    pub allowed_services: Vec<String>,
+}
+
+/// Settings of the `permissions-boundary` rule.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct BoundaryPolicy {
+    /// Whether every role must have a permissions boundary.
+    pub required: bool,
+    /// When not empty, the only boundaries allowed.
+    pub allowed: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            severities: BTreeMap::from([
+                (RuleId::TrustExternalId, Level::Warn),
+                (RuleId::NotActionAllow, Level::Warn),
+            ]),
+            quotas: Quotas::default(),
+            max_session_duration: SessionRange::default(),
+            action_wildcard: ActionWildcard::default(),
+            denied_managed_policies: vec!["arn:aws:iam::aws:policy/AdministratorAccess".to_owned()],
+            permissions_boundary: BoundaryPolicy::default(),
+            default_tags: BTreeMap::new(),
+            trusted_accounts: Vec::new(),
+        }
+    }
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            trust_policy_size: 2048,
+            inline_policies_size: IAM_MAX_INLINE_POLICIES_SIZE,
+            managed_policies: 10,
+        }
+    }
+}
+
+impl Default for SessionRange {
+    fn default() -> Self {
+        SessionRange {
+            min: IAM_SESSION_DURATION.0,
+            max: IAM_SESSION_DURATION.1,
+        }
+    }
+}
+
+impl Default for ActionWildcard {
+    fn default() -> Self {
+        ActionWildcard {
+            denied_actions: ["*", "*:*", "iam:*", "sts:*", "organizations:*"]
+                .map(str::to_owned)
+                .to_vec(),
+            service_wildcards: Level::Warn,
+            allowed_services: Vec::new(),
+        }
+    }
+}
+
+/// Why a guardrails file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not YAML of the expected shape.
+    #[error("guardrails file is not valid: {0}")]
+    Parse(String),
+    /// A setting outside what IAM allows or what this engine supports.
+    #[error("guardrails file: {field}: {message}")]
+    Invalid {
+        /// The offending setting.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Parses and checks a guardrails file's text.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_norway::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The committed defaults of `policies/guardrails.yaml`.
+    pub fn builtin() -> Self {
+        Config::from_yaml(DEFAULT_GUARDRAILS_YAML).unwrap_or_default()
+    }
+
+    /// The level of a configurable rule (deny when not set).
+    pub fn level(&self, rule: RuleId) -> Level {
+        self.severities.get(&rule).copied().unwrap_or(Level::Deny)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            field: field.to_owned(),
+            message,
+        };
+        if let Some(rule) = self.severities.keys().find(|r| !CONFIGURABLE_RULES.contains(r)) {
+            return Err(invalid(
+                &format!("severities.{rule}"),
+                format!(
+                    "only {} can be reconfigured; IAM limits and the other rules always deny",
+                    CONFIGURABLE_RULES.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        let q = &self.quotas;
+        if q.trust_policy_size == 0 || q.trust_policy_size > IAM_MAX_TRUST_POLICY_SIZE {
+            return Err(invalid(
+                "quotas.trustPolicySize",
+                format!("must be 1–{IAM_MAX_TRUST_POLICY_SIZE}"),
+            ));
+        }
+        if q.inline_policies_size == 0 || q.inline_policies_size > IAM_MAX_INLINE_POLICIES_SIZE {
+            return Err(invalid(
+                "quotas.inlinePoliciesSize",
+                format!("must be 1–{IAM_MAX_INLINE_POLICIES_SIZE}"),
+            ));
+        }
+        if q.managed_policies > IAM_MAX_MANAGED_POLICIES {
+            return Err(invalid(
+                "quotas.managedPolicies",
+                format!("must be 0–{IAM_MAX_MANAGED_POLICIES}"),
+            ));
+        }
+        let r = &self.max_session_duration;
+        let (lo, hi) = IAM_SESSION_DURATION;
+        if r.min < lo || r.max > hi || r.min > r.max {
+            return Err(invalid(
+                "maxSessionDuration",
+                format!("min and max must satisfy {lo} <= min <= max <= {hi}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_defaults_equal_the_designed_ones() {
+        let committed = Config::from_yaml(DEFAULT_GUARDRAILS_YAML).expect("committed file parses");
+        assert_eq!(committed, Config::default());
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        assert_eq!(Config::from_yaml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn iam_limits_cannot_be_switched_off_or_widened() {
+        let off = "severities:\n  action-wildcard: off\n";
+        assert!(matches!(Config::from_yaml(off), Err(ConfigError::Invalid { .. })));
+        let wide = "maxSessionDuration: {min: 900, max: 43200}\n";
+        assert!(Config::from_yaml(wide).is_err());
+        let big = "quotas: {trustPolicySize: 9000}\n";
+        assert!(Config::from_yaml(big).is_err());
+    }
+
+    #[test]
+    fn configurable_rules_can_be_raised_or_lowered() {
+        let c = Config::from_yaml("severities:\n  trust-external-id: deny\n  not-action-allow: off\n").unwrap();
+        assert_eq!(c.level(RuleId::TrustExternalId), Level::Deny);
+        assert_eq!(c.level(RuleId::NotActionAllow), Level::Off);
+    }
+
+    #[test]
+    fn unknown_settings_are_refused() {
+        assert!(matches!(Config::from_yaml("quotaz: {}\n"), Err(ConfigError::Parse(_))));
+    }
+}

@@ -1,0 +1,531 @@
+//! The `policy-grammar` rule: a parsed document checked against the IAM policy grammar written as
+//! JSON Schemas (`policies/trust-policy.schema.json`, `policies/permission-policy.schema.json`),
+//! compiled once. Each schema error becomes one finding at the exact field path, worded from the
+//! `description` the schema gives the failing part. Pure (the schemas are compiled into the binary).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use jsonschema::Validator;
+use jsonschema::error::{ValidationError, ValidationErrorKind};
+use serde_json::Value;
+
+use super::super::{FieldPath, Finding, RuleId, SchemaError};
+use super::json::kind_of;
+use super::quote;
+
+const TRUST_SCHEMA: &str = include_str!("../../../policies/trust-policy.schema.json");
+const PERMISSION_SCHEMA: &str = include_str!("../../../policies/permission-policy.schema.json");
+
+/// One compiled grammar with its source, which supplies the wording of findings.
+pub struct Grammar {
+    schema: Value,
+    validator: Validator,
+}
+
+/// The two grammars: trust policies and permission (inline) policies.
+pub struct Grammars {
+    /// Grammar of a role's trust policy.
+    pub trust: Grammar,
+    /// Grammar of a role's inline permission policies.
+    pub permission: Grammar,
+}
+
+impl Grammars {
+    /// Compiles both built-in schemas.
+    pub fn new() -> Result<Self, SchemaError> {
+        Ok(Grammars {
+            trust: Grammar::compile("trust-policy.schema.json", TRUST_SCHEMA)?,
+            permission: Grammar::compile("permission-policy.schema.json", PERMISSION_SCHEMA)?,
+        })
+    }
+}
+
+/// A schema error translated to a finding, before duplicates are dropped.
+struct Pending {
+    path: FieldPath,
+    message: String,
+    wrong_type: bool,
+}
+
+impl Grammar {
+    fn compile(name: &'static str, text: &str) -> Result<Self, SchemaError> {
+        let fail = |message: String| SchemaError { name, message };
+        let schema: Value = serde_json::from_str(text).map_err(|e| fail(e.to_string()))?;
+        let validator = jsonschema::validator_for(&schema).map_err(|e| fail(e.to_string()))?;
+        Ok(Grammar { schema, validator })
+    }
+
+    /// Adds a `policy-grammar` finding for every place `document` (a JSON object) leaves the
+    /// grammar, and a warning when it has no `Version`.
+    pub fn check(&self, document: &Value, root: &FieldPath, out: &mut Vec<Finding>) {
+        if document.get("Version").is_none() {
+            out.push(Finding::warn(
+                RuleId::PolicyGrammar,
+                &root.field("Version"),
+                "Version is missing, so IAM reads the document with the old 2008-10-17 rules (no policy variables); add \"Version\": \"2012-10-17\"",
+            ));
+        }
+        if self.validator.is_valid(document) {
+            return;
+        }
+        let mut pending = Vec::new();
+        for error in self.validator.iter_errors(document) {
+            self.translate(&error, document, root, &mut pending);
+        }
+        let wrong_types: HashSet<&str> = pending
+            .iter()
+            .filter(|p| p.wrong_type)
+            .map(|p| p.path.as_str())
+            .collect();
+        let mut reported: HashSet<(&str, &str)> = HashSet::new();
+        for finding in &pending {
+            let shadowed = !finding.wrong_type && wrong_types.contains(finding.path.as_str());
+            if !shadowed && reported.insert((finding.path.as_str(), finding.message.as_str())) {
+                out.push(Finding::deny(
+                    RuleId::PolicyGrammar,
+                    &finding.path,
+                    finding.message.as_str(),
+                ));
+            }
+        }
+    }
+
+    fn translate(
+        &self,
+        error: &ValidationError<'_>,
+        document: &Value,
+        root: &FieldPath,
+        out: &mut Vec<Pending>,
+    ) {
+        let (path, subject) = locate(document, error.instance_path().as_str(), root);
+        let keyword_parent = parent(error.schema_path().as_str());
+        match error.kind() {
+            ValidationErrorKind::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                let property_schema = format!("{keyword_parent}/properties/{}", escape(name));
+                let message = match self.description_of(&property_schema) {
+                    Some(description) => format!("{name} is missing; it {description}"),
+                    None => format!("{name} is missing"),
+                };
+                out.push(Pending {
+                    path: path.field(name),
+                    message,
+                    wrong_type: false,
+                });
+            }
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                let allowed = self.allowed_properties(keyword_parent);
+                for name in unexpected {
+                    out.push(Pending {
+                        path: path.field(name),
+                        message: format!(
+                            "unknown element {}; allowed here: {allowed}",
+                            quote(name)
+                        ),
+                        wrong_type: false,
+                    });
+                }
+            }
+            ValidationErrorKind::OneOfMultipleValid { .. }
+                if let Some((first, second)) = self.both_present(error) =>
+            {
+                out.push(Pending {
+                    path: path.field(second),
+                    message: format!(
+                        "{second} cannot be used together with {first}; keep exactly one of them"
+                    ),
+                    wrong_type: false,
+                });
+            }
+            kind => {
+                let description = self
+                    .nearest_description(keyword_parent)
+                    .unwrap_or("does not fit the IAM policy grammar");
+                let mut message = format!("{subject} {description}");
+                if matches!(
+                    kind,
+                    ValidationErrorKind::Type { .. }
+                        | ValidationErrorKind::Enum { .. }
+                        | ValidationErrorKind::Constant { .. }
+                        | ValidationErrorKind::MinLength { .. }
+                        | ValidationErrorKind::MinItems { .. }
+                        | ValidationErrorKind::MinProperties { .. }
+                ) {
+                    message.push_str("; found ");
+                    message.push_str(&summary(error.instance()));
+                }
+                out.push(Pending {
+                    path,
+                    message,
+                    wrong_type: matches!(kind, ValidationErrorKind::Type { .. }),
+                });
+            }
+        }
+    }
+
+    /// For a `oneOf` of two `required` alternatives (`Action` | `NotAction`) that the instance
+    /// both satisfies, the two element names.
+    fn both_present<'s>(&'s self, error: &ValidationError<'_>) -> Option<(&'s str, &'s str)> {
+        let branches = self
+            .schema
+            .pointer(error.schema_path().as_str())?
+            .as_array()?;
+        let name = |i: usize| branches.get(i)?.pointer("/required/0")?.as_str();
+        let (first, second) = (name(0)?, name(1)?);
+        let instance = error.instance();
+        (branches.len() == 2 && instance.get(first).is_some() && instance.get(second).is_some())
+            .then_some((first, second))
+    }
+
+    /// The description of the schema at `pointer`, following one local `$ref`.
+    fn description_of(&self, pointer: &str) -> Option<&str> {
+        let node = self.schema.pointer(pointer)?;
+        let node = match node
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+        {
+            Some(target) => self.schema.pointer(target)?,
+            None => node,
+        };
+        node.get("description").and_then(Value::as_str)
+    }
+
+    /// The description of the schema at `pointer` or of its nearest ancestor that has one.
+    fn nearest_description(&self, mut pointer: &str) -> Option<&str> {
+        loop {
+            if let Some(description) = self
+                .schema
+                .pointer(pointer)
+                .and_then(|n| n.get("description"))
+            {
+                return description.as_str();
+            }
+            if pointer.is_empty() {
+                return None;
+            }
+            pointer = parent(pointer);
+        }
+    }
+
+    /// The names a schema object at `pointer` allows, leaving out those it forbids (`not`).
+    fn allowed_properties(&self, pointer: &str) -> String {
+        let properties = self
+            .schema
+            .pointer(pointer)
+            .and_then(|n| n.get("properties"))
+            .and_then(Value::as_object);
+        let names: Vec<&str> = properties
+            .into_iter()
+            .flatten()
+            .filter(|(_, schema)| schema.get("not").is_none())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        names.join(", ")
+    }
+}
+
+/// The JSON pointer one level up (`/a/b` → `/a`, `/a` → ``).
+fn parent(pointer: &str) -> &str {
+    pointer.rsplit_once('/').map_or("", |(head, _)| head)
+}
+
+/// A property name escaped for use in a JSON pointer.
+fn escape(name: &str) -> Cow<'_, str> {
+    if name.contains(['~', '/']) {
+        Cow::Owned(name.replace('~', "~0").replace('/', "~1"))
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// The field path of the JSON pointer `pointer` inside `document`, and the words naming it in a
+/// message (`Action[1]`, `Statement[0]`, `the document`).
+fn locate(document: &Value, pointer: &str, root: &FieldPath) -> (FieldPath, String) {
+    let mut path = root.clone();
+    let mut subject = String::from("the document");
+    let mut node = Some(document);
+    for raw in pointer.split('/').skip(1) {
+        let segment = if raw.contains('~') {
+            Cow::Owned(raw.replace("~1", "/").replace("~0", "~"))
+        } else {
+            Cow::Borrowed(raw)
+        };
+        match (node, segment.parse::<usize>()) {
+            (Some(Value::Array(items)), Ok(i)) => {
+                path = path.index(i);
+                subject.push_str(&format!("[{i}]"));
+                node = items.get(i);
+            }
+            _ => {
+                path = path.field(&segment);
+                node = node.and_then(|n| n.get(segment.as_ref()));
+                subject = segment.into_owned();
+            }
+        }
+    }
+    (path, subject)
+}
+
+/// A short rendering of a value for a message.
+fn summary(value: &Value) -> String {
+    match value {
+        Value::String(s) => quote(s),
+        Value::Array(items) if items.is_empty() => "an empty list".to_owned(),
+        Value::Object(map) if map.is_empty() => "an empty object".to_owned(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => value.to_string(),
+        other => kind_of(other).to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::super::Severity;
+    use super::*;
+
+    fn grammars() -> Grammars {
+        Grammars::new().unwrap()
+    }
+
+    fn check(grammar: &Grammar, document: Value) -> Vec<(String, Severity, String)> {
+        let mut out = Vec::new();
+        grammar.check(&document, &FieldPath::root("doc"), &mut out);
+        out.into_iter()
+            .map(|f| (f.path, f.severity, f.message))
+            .collect()
+    }
+
+    fn paths(findings: &[(String, Severity, String)]) -> Vec<&str> {
+        findings.iter().map(|(p, _, _)| p.as_str()).collect()
+    }
+
+    #[test]
+    fn good_documents_pass_and_a_missing_version_only_warns() {
+        let g = grammars();
+        let permission = json!({"Version": "2012-10-17", "Statement": [{"Sid": "A", "Effect": "Allow",
+            "Action": ["s3:GetObject"], "Resource": "*", "Condition": {"IpAddress": {"aws:SourceIp": ["10.0.0.0/8"]},
+            "Bool": {"aws:SecureTransport": true}, "NumericLessThan": {"s3:max-keys": 10}}}]});
+        assert!(check(&g.permission, permission).is_empty());
+        let trust = json!({"Statement": {"Effect": "Allow", "Principal": {"Service": ["ec2.amazonaws.com"]},
+            "Action": "sts:AssumeRole"}});
+        let found = check(&g.trust, trust);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "doc.Version");
+        assert_eq!(found[0].1, Severity::Warn);
+    }
+
+    #[test]
+    fn bad_version_effect_and_missing_statement_are_denied_at_their_field() {
+        let g = grammars();
+        let found = check(&g.permission, json!({"Version": "2012-10-18"}));
+        let mut sorted = paths(&found);
+        sorted.sort_unstable();
+        assert_eq!(sorted, ["doc.Statement", "doc.Version"]);
+        assert!(found.iter().all(|(_, s, _)| *s == Severity::Deny));
+        let version = found.iter().find(|(p, _, _)| p == "doc.Version").unwrap();
+        assert_eq!(
+            version.2,
+            "Version must be \"2012-10-17\" (or the legacy \"2008-10-17\"); found \"2012-10-18\""
+        );
+        let statement = found.iter().find(|(p, _, _)| p == "doc.Statement").unwrap();
+        assert!(
+            statement
+                .2
+                .starts_with("Statement is missing; it must be a statement object"),
+            "{}",
+            statement.2
+        );
+
+        let effect = check(
+            &g.trust,
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "allow",
+            "Principal": "*", "Action": "sts:AssumeRole"}]}),
+        );
+        assert_eq!(effect.len(), 1);
+        assert_eq!(effect[0].0, "doc.Statement[0].Effect");
+        assert_eq!(
+            effect[0].2,
+            "Effect must be \"Allow\" or \"Deny\"; found \"allow\""
+        );
+    }
+
+    #[test]
+    fn action_and_resource_choices_are_reported_once_each_where_they_fail() {
+        let g = grammars();
+        let none = check(
+            &g.permission,
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow"}]}),
+        );
+        let messages: Vec<&str> = none.iter().map(|(_, _, m)| m.as_str()).collect();
+        assert_eq!(paths(&none), ["doc.Statement[0]", "doc.Statement[0]"]);
+        assert!(messages.contains(&"Statement[0] needs exactly one of Action or NotAction"));
+        assert!(messages.contains(&"Statement[0] needs exactly one of Resource or NotResource"));
+        let both = check(
+            &g.permission,
+            json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow",
+            "Action": "a:b", "NotAction": "a:c", "Resource": "*"}}),
+        );
+        assert_eq!(paths(&both), ["doc.Statement.NotAction"]);
+        assert_eq!(
+            both[0].2,
+            "NotAction cannot be used together with Action; keep exactly one of them"
+        );
+        let resources = check(
+            &g.permission,
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny",
+            "Action": "a:b", "Resource": "*", "NotResource": "*"}]}),
+        );
+        assert_eq!(paths(&resources), ["doc.Statement[0].NotResource"]);
+        let not_object = check(
+            &g.permission,
+            json!({"Version": "2012-10-17", "Statement": [7]}),
+        );
+        assert_eq!(paths(&not_object), ["doc.Statement[0]"]);
+    }
+
+    #[test]
+    fn unknown_elements_and_principals_in_permission_policies_are_denied() {
+        let g = grammars();
+        let found = check(
+            &g.permission,
+            json!({"Version": "2012-10-17", "Extra": 1, "Statement": [{"Effect": "Allow",
+            "Action": "s3:GetObject", "Resource": "*", "Principal": {"AWS": "*"}, "Actions": "x"}]}),
+        );
+        let mut sorted = paths(&found);
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            [
+                "doc.Extra",
+                "doc.Statement[0].Actions",
+                "doc.Statement[0].Principal"
+            ]
+        );
+        let extra = found.iter().find(|(p, _, _)| p == "doc.Extra").unwrap();
+        assert_eq!(
+            extra.2,
+            "unknown element \"Extra\"; allowed here: Version, Id, Statement"
+        );
+        let actions = found
+            .iter()
+            .find(|(p, _, _)| p == "doc.Statement[0].Actions")
+            .unwrap();
+        assert!(
+            actions
+                .2
+                .ends_with("Sid, Effect, Action, NotAction, Resource, NotResource, Condition"),
+            "{}",
+            actions.2
+        );
+        let principal = found
+            .iter()
+            .find(|(p, _, _)| p == "doc.Statement[0].Principal")
+            .unwrap();
+        assert!(
+            principal
+                .2
+                .starts_with("Principal is not allowed in a permission policy"),
+            "{}",
+            principal.2
+        );
+    }
+
+    #[test]
+    fn wrong_value_types_are_reported_once_at_the_most_precise_path() {
+        let g = grammars();
+        let found = check(
+            &g.permission,
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": ["s3:GetObject", 5, ""], "Resource": [], "Condition": {"StringEquals": {"k": {"x": 1}},
+            "Bool": "true"}}]}),
+        );
+        assert_eq!(
+            {
+                let mut p = paths(&found);
+                p.sort_unstable();
+                p
+            },
+            [
+                "doc.Statement[0].Action[1]",
+                "doc.Statement[0].Action[2]",
+                "doc.Statement[0].Condition.Bool",
+                "doc.Statement[0].Condition.StringEquals.k",
+                "doc.Statement[0].Resource",
+            ]
+        );
+        let action = found
+            .iter()
+            .find(|(p, _, _)| p == "doc.Statement[0].Action[1]")
+            .unwrap();
+        assert_eq!(action.2, "Action[1] must be a non-empty string; found 5");
+        let resource = found
+            .iter()
+            .find(|(p, _, _)| p == "doc.Statement[0].Resource")
+            .unwrap();
+        assert!(
+            resource.2.ends_with("found an empty list"),
+            "{}",
+            resource.2
+        );
+
+        let statement = check(&g.trust, json!({"Version": "2012-10-17", "Statement": "x"}));
+        assert_eq!(paths(&statement), ["doc.Statement"]);
+        let item = check(&g.trust, json!({"Version": "2012-10-17", "Statement": [5]}));
+        assert_eq!(paths(&item), ["doc.Statement[0]"]);
+        assert!(item[0].2.ends_with("; found 5"), "{}", item[0].2);
+        let empty = check(&g.trust, json!({"Version": "2012-10-17", "Statement": []}));
+        assert_eq!(paths(&empty), ["doc.Statement"]);
+    }
+
+    #[test]
+    fn trust_principals_must_be_star_or_typed() {
+        let g = grammars();
+        let text = check(
+            &g.trust,
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": "arn:aws:iam::123456789012:root", "Action": "sts:AssumeRole"}]}),
+        );
+        assert_eq!(paths(&text), ["doc.Statement[0].Principal"]);
+        assert!(
+            text[0]
+                .2
+                .starts_with("Principal must be \"*\" or an object"),
+            "{}",
+            text[0].2
+        );
+        let typed = check(
+            &g.trust,
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"User": "x", "AWS": [1]}, "Action": "sts:AssumeRole"}]}),
+        );
+        let mut sorted = paths(&typed);
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            [
+                "doc.Statement[0].Principal.AWS[0]",
+                "doc.Statement[0].Principal.User"
+            ]
+        );
+    }
+
+    #[test]
+    fn keys_with_slashes_and_numbers_map_back_to_fields() {
+        let document =
+            json!({"Statement": [{"Condition": {"StringEquals": {"a/b~c": 1, "7": 2}}}]});
+        let root = FieldPath::root("d");
+        let (path, subject) = locate(
+            &document,
+            "/Statement/0/Condition/StringEquals/a~1b~0c",
+            &root,
+        );
+        assert_eq!(path.as_str(), "d.Statement[0].Condition.StringEquals.a/b~c");
+        assert_eq!(subject, "a/b~c");
+        let (path, _) = locate(&document, "/Statement/0/Condition/StringEquals/7", &root);
+        assert_eq!(path.as_str(), "d.Statement[0].Condition.StringEquals.7");
+        assert_eq!(locate(&document, "", &root).1, "the document");
+    }
+}

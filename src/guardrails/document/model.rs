@@ -1,0 +1,225 @@
+//! A read-only view of a parsed policy document: its statements and their elements, borrowed from
+//! the JSON value, with the field path of each. Lenient: whatever does not fit the grammar is simply
+//! absent here (the grammar check reports it). Pure, allocation-free until a path is built.
+
+use serde_json::{Map, Value};
+
+use super::super::FieldPath;
+
+/// One statement of a document.
+pub struct Statement<'a> {
+    /// Position in the `Statement` list, `None` when `Statement` is a single object.
+    index: Option<usize>,
+    fields: &'a Map<String, Value>,
+}
+
+/// The statements of a document that are objects, in order.
+pub fn statements(document: &Map<String, Value>) -> impl Iterator<Item = Statement<'_>> {
+    let (single, list) = match document.get("Statement") {
+        Some(Value::Object(fields)) => (
+            Some(Statement {
+                index: None,
+                fields,
+            }),
+            None,
+        ),
+        Some(Value::Array(items)) => (None, Some(items)),
+        _ => (None, None),
+    };
+    let listed = list
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            item.as_object().map(|fields| Statement {
+                index: Some(i),
+                fields,
+            })
+        });
+    single.into_iter().chain(listed)
+}
+
+impl<'a> Statement<'a> {
+    /// The statement's path under the document's path: `…Statement` or `…Statement[i]`.
+    pub fn path(&self, document: &FieldPath) -> FieldPath {
+        let path = document.field("Statement");
+        match self.index {
+            Some(i) => path.index(i),
+            None => path,
+        }
+    }
+
+    /// Whether `Effect` is exactly `Allow`.
+    pub fn is_allow(&self) -> bool {
+        self.fields.get("Effect").and_then(Value::as_str) == Some("Allow")
+    }
+
+    /// Whether the statement has the element `name`, whatever its value.
+    pub fn has(&self, name: &str) -> bool {
+        self.fields.contains_key(name)
+    }
+
+    /// The raw value of element `name`.
+    pub fn get(&self, name: &str) -> Option<&'a Value> {
+        self.fields.get(name)
+    }
+
+    /// The string values of a string-or-list element such as `Action` or `Resource`.
+    pub fn values(&self, name: &'static str) -> Option<Values<'a>> {
+        Values::of(name, self.fields.get(name)?)
+    }
+
+    /// The `Condition` block, when it is an object.
+    pub fn condition(&self) -> Option<&'a Map<String, Value>> {
+        self.fields.get("Condition").and_then(Value::as_object)
+    }
+}
+
+/// The values of a string-or-list element: `"s3:GetObject"` or `["s3:GetObject", …]`.
+#[derive(Clone, Copy)]
+pub struct Values<'a> {
+    name: &'a str,
+    value: &'a Value,
+}
+
+impl<'a> Values<'a> {
+    /// The values of element `name` holding `value`, when it is a string or a list.
+    pub fn of(name: &'a str, value: &'a Value) -> Option<Self> {
+        matches!(value, Value::String(_) | Value::Array(_)).then_some(Values { name, value })
+    }
+
+    /// Each string value with its position in the list (`None` for a single string); non-strings
+    /// are skipped.
+    pub fn iter(&self) -> impl Iterator<Item = (Option<usize>, &'a str)> + 'a {
+        let (single, list) = match self.value {
+            Value::String(s) => (Some((None, s.as_str())), None),
+            Value::Array(items) => (None, Some(items)),
+            _ => (None, None),
+        };
+        let listed = list
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, item)| item.as_str().map(|s| (Some(i), s)));
+        single.into_iter().chain(listed)
+    }
+
+    /// The path of the whole element under `parent`: `…Action`.
+    pub fn path(&self, parent: &FieldPath) -> FieldPath {
+        parent.field(self.name)
+    }
+
+    /// The path of one value: `…Action` for a single string, `…Action[j]` in a list.
+    pub fn item_path(&self, parent: &FieldPath, index: Option<usize>) -> FieldPath {
+        let path = parent.field(self.name);
+        match index {
+            Some(j) => path.index(j),
+            None => path,
+        }
+    }
+}
+
+/// A principal element (`Principal` or `NotPrincipal`).
+pub enum Principal<'a> {
+    /// A bare string, meaningful only as `"*"`.
+    Text(&'a str),
+    /// `{"AWS": …, "Service": …}`: each principal type with its values.
+    Typed(&'a Map<String, Value>),
+}
+
+impl<'a> Principal<'a> {
+    /// The principal element `name` of a statement, when it is a string or an object.
+    pub fn of(statement: &Statement<'a>, name: &str) -> Option<Self> {
+        match statement.get(name)? {
+            Value::String(s) => Some(Principal::Text(s)),
+            Value::Object(map) => Some(Principal::Typed(map)),
+            _ => None,
+        }
+    }
+
+    /// The values of principal type `kind` (`AWS`, `Federated`, ...).
+    pub fn values(&self, kind: &'static str) -> Option<Values<'a>> {
+        match self {
+            Principal::Typed(map) => Values::of(kind, map.get(kind)?),
+            Principal::Text(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn a_single_statement_has_no_index_and_lists_skip_non_objects() {
+        let root = FieldPath::root("doc");
+        let single = object(json!({"Statement": {"Effect": "Allow"}}));
+        let paths: Vec<String> = statements(&single)
+            .map(|s| s.path(&root).to_string())
+            .collect();
+        assert_eq!(paths, ["doc.Statement"]);
+        let list = object(json!({"Statement": [1, {"Effect": "Deny"}, {"Effect": "Allow"}]}));
+        let found: Vec<(String, bool)> = statements(&list)
+            .map(|s| (s.path(&root).to_string(), s.is_allow()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("doc.Statement[1]".to_owned(), false),
+                ("doc.Statement[2]".to_owned(), true)
+            ]
+        );
+        assert_eq!(statements(&object(json!({"Statement": "x"}))).count(), 0);
+    }
+
+    #[test]
+    fn values_carry_their_index_and_path() {
+        let doc = object(json!({"Statement": {"Action": ["a", 3, "b"], "Resource": "*"}}));
+        let statement = statements(&doc).next().unwrap();
+        let parent = FieldPath::root("s");
+        let actions = statement.values("Action").unwrap();
+        let items: Vec<(String, &str)> = actions
+            .iter()
+            .map(|(j, a)| (actions.item_path(&parent, j).to_string(), a))
+            .collect();
+        assert_eq!(
+            items,
+            [
+                ("s.Action[0]".to_owned(), "a"),
+                ("s.Action[2]".to_owned(), "b")
+            ]
+        );
+        let resources = statement.values("Resource").unwrap();
+        let (j, r) = resources.iter().next().unwrap();
+        assert_eq!(
+            (resources.item_path(&parent, j).to_string(), r),
+            ("s.Resource".to_owned(), "*")
+        );
+        assert!(statement.values("NotAction").is_none());
+    }
+
+    #[test]
+    fn principals_are_text_or_typed() {
+        let doc = object(
+            json!({"Statement": [{"Principal": "*"}, {"Principal": {"AWS": ["1", "2"]}}, {"Principal": 4}]}),
+        );
+        let all: Vec<Statement> = statements(&doc).collect();
+        assert!(matches!(
+            Principal::of(&all[0], "Principal"),
+            Some(Principal::Text("*"))
+        ));
+        let typed = Principal::of(&all[1], "Principal").unwrap();
+        assert_eq!(typed.values("AWS").unwrap().iter().count(), 2);
+        assert!(typed.values("Service").is_none());
+        assert!(Principal::of(&all[2], "Principal").is_none());
+    }
+}

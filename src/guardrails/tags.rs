@@ -1,0 +1,290 @@
+//! The `tags` rule: an IAMRole's tags against IAM's limits — 50 in total (the role's own, the
+//! guardrails' default tags and the operator's owner tag), key and value length and character set,
+//! the reserved `aws:` prefix, keys equal ignoring case, and the owner tag key. Pure.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::excerpt::quote;
+use super::{FieldPath, Finding, OWNER_TAG_KEY, RuleId};
+
+/// IAM's limit on tags per role.
+const MAX_TAGS: usize = 50;
+/// IAM's limit on a tag key, in characters.
+const MAX_KEY_CHARS: usize = 128;
+/// IAM's limit on a tag value, in characters.
+const MAX_VALUE_CHARS: usize = 256;
+
+/// IAM's tag character set: Unicode letters, digits, separators (spaces) and `_ . : / = + - @`.
+static TAG_TEXT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$").expect("constant pattern compiles")
+});
+
+/// What IAM allows in tag keys and values, for messages.
+const CHARSET: &str = "letters, digits, spaces and `_ . : / = + - @`";
+
+/// Checks a role's own tags (`spec.tags`, at `path`) together with the guardrails' default tags.
+pub(super) fn check_tags(
+    tags: Option<&BTreeMap<String, String>>,
+    defaults: &BTreeMap<String, String>,
+    path: &FieldPath,
+    out: &mut Vec<Finding>,
+) {
+    let empty = BTreeMap::new();
+    let tags = tags.unwrap_or(&empty);
+    let added_defaults = defaults.keys().filter(|k| !tags.contains_key(*k)).count();
+    let total = tags.len() + added_defaults + 1;
+    if total > MAX_TAGS {
+        out.push(Finding::deny(
+            RuleId::Tags,
+            path,
+            format!(
+                "the role would carry {total} tags ({} in spec.tags, {added_defaults} default tags of the \
+                 guardrails, 1 owner tag of the operator); IAM allows {MAX_TAGS}: remove {}",
+                tags.len(),
+                total - MAX_TAGS
+            ),
+        ));
+    }
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for (key, value) in tags {
+        let key_path = path.key(key);
+        let mut deny = |message: String| out.push(Finding::deny(RuleId::Tags, &key_path, message));
+        check_text("key", key, 1, MAX_KEY_CHARS, &mut deny);
+        check_text("value", value, 0, MAX_VALUE_CHARS, &mut deny);
+        let folded = key.to_lowercase();
+        if folded.starts_with("aws:") {
+            deny(format!(
+                "tag key {} starts with `aws:`, which is reserved for AWS; rename the tag",
+                quote(key)
+            ));
+        }
+        if folded == OWNER_TAG_KEY.to_lowercase() {
+            deny(format!(
+                "tag key {} is reserved for the operator's ownership tag; remove it (the operator sets it)",
+                quote(key)
+            ));
+        } else if let Some(first) = seen.get(&folded) {
+            deny(format!(
+                "tag key {} equals {} ignoring case, and IAM compares tag keys ignoring case; keep one of them",
+                quote(key),
+                quote(first)
+            ));
+        } else if let Some(default) = defaults
+            .keys()
+            .find(|d| d.as_str() != key && d.to_lowercase() == folded)
+        {
+            deny(format!(
+                "tag key {} equals the guardrails' default tag {} ignoring case, and IAM compares tag keys \
+                 ignoring case; spell it {}",
+                quote(key),
+                quote(default),
+                quote(default)
+            ));
+        }
+        seen.entry(folded).or_insert(key);
+    }
+}
+
+/// Checks a tag key or value against IAM's length and character set.
+fn check_text(what: &str, text: &str, min: usize, max: usize, deny: &mut impl FnMut(String)) {
+    let chars = text.chars().count();
+    if chars < min {
+        deny(format!(
+            "tag {what} is empty; IAM needs {min}–{max} characters"
+        ));
+    } else if chars > max {
+        deny(format!(
+            "tag {what} {} is {chars} characters long; IAM allows at most {max}: shorten it",
+            quote(text)
+        ));
+    }
+    if !TAG_TEXT.is_match(text) {
+        let bad = text
+            .chars()
+            .find(|c| !TAG_TEXT.is_match(c.encode_utf8(&mut [0; 4])))
+            .map(|c| {
+                format!(
+                    " {} (U+{:04X})",
+                    quote(c.encode_utf8(&mut [0; 4])),
+                    u32::from(c)
+                )
+            })
+            .unwrap_or_default();
+        deny(format!(
+            "tag {what} {} contains{bad} outside IAM's tag characters ({CHARSET}); replace it",
+            quote(text)
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn numbered(n: usize) -> BTreeMap<String, String> {
+        (0..n)
+            .map(|i| (format!("key{i:02}"), "v".to_owned()))
+            .collect()
+    }
+
+    fn paths(tags: &BTreeMap<String, String>, defaults: &BTreeMap<String, String>) -> Vec<String> {
+        let mut out = Vec::new();
+        check_tags(
+            Some(tags),
+            defaults,
+            &FieldPath::root("spec").field("tags"),
+            &mut out,
+        );
+        assert!(out.iter().all(|f| f.rule == RuleId::Tags && f.is_deny()));
+        out.into_iter().map(|f| f.path).collect()
+    }
+
+    #[test]
+    fn seed_tags_pass() {
+        let seed = map(&[
+            ("environment", "test"),
+            ("managed-by", "infra-operator"),
+            ("purpose", "e2e-testing"),
+            ("SourceAccount", "111111111111"),
+            ("Team", "platform"),
+            ("Cluster", "production-eks"),
+        ]);
+        assert!(paths(&seed, &BTreeMap::new()).is_empty());
+        let mut out = Vec::new();
+        check_tags(
+            None,
+            &BTreeMap::new(),
+            &FieldPath::root("spec").field("tags"),
+            &mut out,
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn fifty_tags_including_the_owner_tag_is_the_limit() {
+        assert!(paths(&numbered(49), &BTreeMap::new()).is_empty());
+        assert_eq!(paths(&numbered(50), &BTreeMap::new()), ["spec.tags"]);
+    }
+
+    #[test]
+    fn default_tags_count_unless_the_role_sets_the_same_key() {
+        let defaults = map(&[("key00", "x"), ("cost-center", "42")]);
+        assert_eq!(paths(&numbered(49), &defaults), ["spec.tags"]);
+        assert!(paths(&numbered(48), &defaults).is_empty());
+        let mut out = Vec::new();
+        check_tags(
+            None,
+            &numbered(50),
+            &FieldPath::root("spec").field("tags"),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].path, "spec.tags");
+    }
+
+    #[test]
+    fn key_and_value_lengths() {
+        let key128 = "k".repeat(128);
+        let key129 = "k".repeat(129);
+        assert!(paths(&map(&[(&key128, "v")]), &BTreeMap::new()).is_empty());
+        assert_eq!(
+            paths(&map(&[(&key129, "v")]), &BTreeMap::new()),
+            [format!("spec.tags[{key129}]")]
+        );
+        assert_eq!(paths(&map(&[("", "v")]), &BTreeMap::new()), ["spec.tags[]"]);
+        let value256 = "v".repeat(256);
+        let value257 = "v".repeat(257);
+        assert!(
+            paths(
+                &map(&[("Team", &value256), ("Empty", "")]),
+                &BTreeMap::new()
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            paths(&map(&[("Team", &value257)]), &BTreeMap::new()),
+            ["spec.tags[Team]"]
+        );
+    }
+
+    #[test]
+    fn character_set_is_iams() {
+        let ok = map(&[
+            ("Équipe données", "Müller 東京 ١٢"),
+            ("kubernetes.io/name", "a:b=c+d-e@f_g"),
+        ]);
+        assert!(paths(&ok, &BTreeMap::new()).is_empty());
+        assert_eq!(
+            paths(&map(&[("Team", "a,b")]), &BTreeMap::new()),
+            ["spec.tags[Team]"]
+        );
+        assert_eq!(
+            paths(&map(&[("Team!", "x")]), &BTreeMap::new()),
+            ["spec.tags[Team!]"]
+        );
+        assert_eq!(
+            paths(&map(&[("Team", "line\nbreak")]), &BTreeMap::new()),
+            ["spec.tags[Team]"]
+        );
+        let mut out = Vec::new();
+        check_tags(
+            Some(&map(&[("Team", "a*b")])),
+            &BTreeMap::new(),
+            &FieldPath::root("spec").field("tags"),
+            &mut out,
+        );
+        assert!(
+            out[0].message.contains("`*` (U+002A)"),
+            "{}",
+            out[0].message
+        );
+    }
+
+    #[test]
+    fn aws_prefix_is_reserved_in_any_case() {
+        for key in ["aws:createdBy", "AWS:team", "Aws:x"] {
+            assert_eq!(
+                paths(&map(&[(key, "x")]), &BTreeMap::new()),
+                [format!("spec.tags[{key}]")]
+            );
+        }
+        assert!(paths(&map(&[("awsome", "x")]), &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn keys_equal_ignoring_case_report_the_second() {
+        assert_eq!(
+            paths(&map(&[("Team", "a"), ("team", "b")]), &BTreeMap::new()),
+            ["spec.tags[team]"]
+        );
+        let defaults = map(&[("Owner", "platform")]);
+        assert_eq!(
+            paths(&map(&[("owner", "me")]), &defaults),
+            ["spec.tags[owner]"]
+        );
+        assert!(paths(&map(&[("Owner", "me")]), &defaults).is_empty());
+    }
+
+    #[test]
+    fn owner_tag_key_is_reserved() {
+        assert_eq!(
+            paths(&map(&[(OWNER_TAG_KEY, "default/x")]), &BTreeMap::new()),
+            [format!("spec.tags[{OWNER_TAG_KEY}]")]
+        );
+        let upper = OWNER_TAG_KEY.to_uppercase();
+        assert_eq!(
+            paths(&map(&[(&upper, "x")]), &BTreeMap::new()),
+            [format!("spec.tags[{upper}]")]
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! infra-operator: AWS IAM roles declared as Kubernetes objects. The library behind the
+//! `infra-operator` binary: API types, the guardrail engine, the admission webhook and the CLI.
+
+pub mod admission;
+pub mod api;
+pub mod certs;
+pub mod cli;
+pub mod guardrails;
+pub mod telemetry;
+pub mod validate;
