@@ -79,9 +79,9 @@ pub enum CertsError {
 /// self-signed CA and a serving certificate signed by it, valid for every host (IP addresses become IP
 /// SANs, names DNS SANs). Existing files are replaced atomically.
 pub fn write_certs(dir: &Path, hosts: &[String]) -> Result<CertFiles, CertsError> {
-    if hosts.is_empty() {
+    let Some(first_host) = hosts.first() else {
         return Err(CertsError::NoHosts);
-    }
+    };
     let generate = |what| move |source| CertsError::Generate { what, source };
 
     let ca_key = KeyPair::generate().map_err(generate("CA key"))?;
@@ -105,7 +105,7 @@ pub fn write_certs(dir: &Path, hosts: &[String]) -> Result<CertFiles, CertsError
         CertificateParams::new(hosts.to_vec()).map_err(generate("serving certificate"))?;
     params
         .distinguished_name
-        .push(DnType::CommonName, hosts[0].as_str());
+        .push(DnType::CommonName, first_host.as_str());
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,

@@ -21,6 +21,25 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Fixtures grouped by the guardrails file they need (`None`: the defaults), one CLI run per group.
+fn by_guardrails(all: Vec<fixtures::Fixture>) -> BTreeMap<Option<PathBuf>, Vec<fixtures::Fixture>> {
+    let mut groups: BTreeMap<Option<PathBuf>, Vec<fixtures::Fixture>> = BTreeMap::new();
+    for fixture in all {
+        groups.entry(fixture.guardrails.clone()).or_default().push(fixture);
+    }
+    groups
+}
+
+fn arguments(guardrails: &Option<PathBuf>, group: &[fixtures::Fixture]) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    if let Some(g) = guardrails {
+        args.push("--guardrails".into());
+        args.push(g.display().to_string());
+    }
+    args.extend(group.iter().map(|f| f.path.display().to_string()));
+    args
+}
+
 #[test]
 fn every_seed_example_passes() {
     let output = validate(&["manifests/examples"]);
@@ -35,17 +54,8 @@ fn every_seed_example_passes() {
 
 #[test]
 fn every_bad_fixture_is_denied_with_its_rule_and_path() {
-    let mut groups: BTreeMap<Option<PathBuf>, Vec<fixtures::Fixture>> = BTreeMap::new();
-    for fixture in fixtures::bad_fixtures() {
-        groups.entry(fixture.guardrails.clone()).or_default().push(fixture);
-    }
-    for (guardrails, group) in groups {
-        let mut args: Vec<String> = Vec::new();
-        if let Some(g) = &guardrails {
-            args.push("--guardrails".into());
-            args.push(g.display().to_string());
-        }
-        args.extend(group.iter().map(|f| f.path.display().to_string()));
+    for (guardrails, group) in by_guardrails(fixtures::bad_fixtures()) {
+        let args = arguments(&guardrails, &group);
         let output = validate(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(output.status.code(), Some(1), "guardrails {guardrails:?}");
         let text = stdout(&output);
@@ -66,13 +76,12 @@ fn every_bad_fixture_is_denied_with_its_rule_and_path() {
 
 #[test]
 fn good_fixtures_pass() {
-    let mut files: Vec<String> = Vec::new();
-    for fixture in fixtures::good_fixtures() {
-        assert!(fixture.guardrails.is_none(), "{} needs its own run", fixture.name);
-        files.push(fixture.path.display().to_string());
+    for (guardrails, group) in by_guardrails(fixtures::good_fixtures()) {
+        let args = arguments(&guardrails, &group);
+        let output = validate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(output.status.code(), Some(0), "guardrails {guardrails:?}:\n{}", stdout(&output));
+        assert!(!stdout(&output).contains(": DENY "));
     }
-    let output = validate(&files.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
 }
 
 #[test]

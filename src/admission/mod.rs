@@ -343,10 +343,12 @@ mod tests {
 
     #[tokio::test]
     async fn mutation_applies_defaults_user_tags_win_and_is_idempotent() {
-        let mut config = Config::default();
-        config.default_tags = [("team", "platform"), ("cost-center", "shared")]
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .into();
+        let config = Config {
+            default_tags: [("team", "platform"), ("cost-center", "shared")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+            ..Config::default()
+        };
         let (router, _) = app_with(config);
         let mut spec = role_spec();
         spec.as_object_mut().unwrap().remove("deletionPolicy");

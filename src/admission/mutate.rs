@@ -26,7 +26,7 @@ pub const DEFAULT_DELETION_POLICY: &str = "Delete";
 ///
 /// Fields holding `null` count as absent. An object whose `spec` is not a JSON object gets no patch
 /// (the `schema` rule reports it), and neither does a field of the wrong type.
-pub fn defaults_patch(object: &Value, config: &Config) -> Patch {
+pub fn defaults_patch(object: &Value, stored: Option<&Value>, config: &Config) -> Patch {
     let Some(spec) = object.get("spec").and_then(Value::as_object) else {
         return Patch(Vec::new());
     };
@@ -48,7 +48,14 @@ pub fn defaults_patch(object: &Value, config: &Config) -> Patch {
         ));
     }
     add_default_tags(spec, config, &mut ops);
-    fold_inline_policy(spec, &mut ops);
+    let stored_names: Vec<&Value> = stored
+        .and_then(|o| o.pointer("/spec/inlinePolicies"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("policyName"))
+        .collect();
+    fold_inline_policy(spec, &stored_names, &mut ops);
     Patch(ops)
 }
 
@@ -77,7 +84,11 @@ fn add_default_tags(spec: &Map<String, Value>, config: &Config, ops: &mut Vec<Pa
     }
 }
 
-fn fold_inline_policy(spec: &Map<String, Value>, ops: &mut Vec<PatchOperation>) {
+/// Moves `spec.inlinePolicy` into `spec.inlinePolicies`. An entry of the same name is replaced only
+/// when the stored object already had it (a re-applied manifest in the singular form, possibly with an
+/// edited document); on CREATE two different policies of one name are both kept, so that validation
+/// refuses the duplicate instead of one silently replacing the other.
+fn fold_inline_policy(spec: &Map<String, Value>, stored_names: &[&Value], ops: &mut Vec<PatchOperation>) {
     let Some(single) = spec.get("inlinePolicy") else {
         return;
     };
@@ -91,12 +102,12 @@ fn fold_inline_policy(spec: &Map<String, Value>, ops: &mut Vec<PatchOperation>) 
                 let same_name = name
                     .and_then(|name| list.iter().position(|p| p.get("policyName") == Some(name)));
                 match same_name {
-                    Some(i) if list[i] == *single => {}
-                    Some(i) => ops.push(PatchOperation::Replace(ReplaceOperation {
+                    Some(i) if list.get(i) == Some(single) => {}
+                    Some(i) if name.is_some_and(|n| stored_names.contains(&n)) => ops.push(PatchOperation::Replace(ReplaceOperation {
                         path: pointer(&["inlinePolicies", &i.to_string()]),
                         value: single.clone(),
                     })),
-                    None => ops.push(add(&["inlinePolicies", "-"], single.clone())),
+                    _ => ops.push(add(&["inlinePolicies", "-"], single.clone())),
                 }
             }
             Some(_) => return,
@@ -158,7 +169,7 @@ mod tests {
         let object = role(
             json!({"roleName": "r", "providerRef": {"name": "p"}, "assumeRolePolicyDocument": "{}"}),
         );
-        let patch = defaults_patch(&object, &config);
+        let patch = defaults_patch(&object, None, &config);
         let patched = apply(&object, &patch);
         assert_eq!(patched["spec"]["path"], "/");
         assert_eq!(patched["spec"]["maxSessionDuration"], 3600);
@@ -167,7 +178,7 @@ mod tests {
             patched["spec"]["tags"],
             json!({"cost-center": "platform", "a/b~c": "x"})
         );
-        assert!(defaults_patch(&patched, &config).is_empty());
+        assert!(defaults_patch(&patched, None, &config).is_empty());
     }
 
     #[test]
@@ -176,7 +187,7 @@ mod tests {
         let spec = json!({"path": "/svc/", "maxSessionDuration": 7200, "deletionPolicy": "Retain",
                           "tags": {"Team": "payments"}});
         let object = role(spec.clone());
-        let patch = defaults_patch(&object, &config);
+        let patch = defaults_patch(&object, None, &config);
         let text = serde_json::to_string(&patch).unwrap();
         assert!(text.contains("/spec/tags/a~1b~0c"), "{text}");
         let patched = apply(&object, &patch);
@@ -193,7 +204,7 @@ mod tests {
     fn session_default_follows_a_raised_minimum() {
         let mut config = Config::default();
         config.max_session_duration.min = 7200;
-        let patched = apply(&role(json!({})), &defaults_patch(&role(json!({})), &config));
+        let patched = apply(&role(json!({})), &defaults_patch(&role(json!({})), None, &config));
         assert_eq!(patched["spec"]["maxSessionDuration"], 7200);
     }
 
@@ -203,22 +214,28 @@ mod tests {
         let config = Config::default();
 
         let created = role(json!({"inlinePolicy": single}));
-        let patched = apply(&created, &defaults_patch(&created, &config));
+        let patched = apply(&created, &defaults_patch(&created, None, &config));
         assert_eq!(patched["spec"]["inlinePolicies"], json!([single]));
         assert!(patched["spec"].get("inlinePolicy").is_none());
-        assert!(defaults_patch(&patched, &config).is_empty());
+        assert!(defaults_patch(&patched, None, &config).is_empty());
 
         let other = json!({"policyName": "S3", "policyDocument": "{}"});
         let appended = role(json!({"inlinePolicies": [other], "inlinePolicy": single}));
-        let patched = apply(&appended, &defaults_patch(&appended, &config));
+        let patched = apply(&appended, &defaults_patch(&appended, None, &config));
         assert_eq!(patched["spec"]["inlinePolicies"], json!([other, single]));
 
         let changed =
             json!({"policyName": "Dynamo", "policyDocument": "{\"Version\":\"2012-10-17\"}"});
+        // Re-applying an edited singular policy replaces the stored entry of its name ...
+        let stored = role(json!({"inlinePolicies": [other, single]}));
         let reapplied = role(json!({"inlinePolicies": [other, single], "inlinePolicy": changed}));
-        let patched = apply(&reapplied, &defaults_patch(&reapplied, &config));
+        let patched = apply(&reapplied, &defaults_patch(&reapplied, Some(&stored), &config));
         assert_eq!(patched["spec"]["inlinePolicies"], json!([other, changed]));
         assert!(patched["spec"].get("inlinePolicy").is_none());
+        // ... but two different policies of one name in a new object are both kept, for validation
+        // to refuse, instead of one silently replacing the other.
+        let patched = apply(&reapplied, &defaults_patch(&reapplied, None, &config));
+        assert_eq!(patched["spec"]["inlinePolicies"], json!([other, single, changed]));
     }
 
     #[test]
@@ -231,12 +248,12 @@ mod tests {
             json!(null),
             json!(7),
         ] {
-            assert!(defaults_patch(&object, &config).is_empty(), "{object}");
+            assert!(defaults_patch(&object, None, &config).is_empty(), "{object}");
         }
         let odd = role(
             json!({"path": "/", "maxSessionDuration": 3600, "deletionPolicy": "Delete",
                               "tags": "x", "inlinePolicies": "x", "inlinePolicy": {"policyName": "p"}}),
         );
-        assert!(defaults_patch(&odd, &config).is_empty());
+        assert!(defaults_patch(&odd, None, &config).is_empty());
     }
 }

@@ -92,43 +92,31 @@ pub fn answer(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Result<Answer
     let reviewed = parse(body)?;
     let request = &reviewed.request;
     let kind = reviewed.kind();
-    let operation = operation_name(&request.operation);
-    let mut answer = Answer {
-        review: AdmissionReview {
-            types: request.types.clone(),
-            request: None,
-            response: None,
-        },
-        kind: kind.map_or("other", Kind::as_str),
-        operation,
-        allowed: true,
-        denied_rules: Vec::new(),
-        uid: request.uid.clone(),
-        object: reviewed.object_name(),
-    };
+    let object_name = reviewed.object_name();
     let mut response = AdmissionResponse::from(request);
+    let mut denied_rules = Vec::new();
     let object = match kind {
         Some(_) => reviewed.object_to_review()?,
         None => None,
     };
+    // The stored object, on UPDATE only.
+    let old = match request.operation {
+        Operation::Update => reviewed.old_object.as_ref(),
+        _ => None,
+    };
     if let (Some(kind), Some(object)) = (kind, object) {
         match endpoint {
             Endpoint::Validate => {
-                let old = match request.operation {
-                    Operation::Update => reviewed.old_object.as_ref(),
-                    _ => None,
-                };
                 let findings = engine.check(kind, object, old);
-                response = judge(response, kind, &answer.object, &findings);
-                answer.allowed = response.allowed;
-                answer.denied_rules = findings
+                response = judge(response, kind, &object_name, &findings);
+                denied_rules = findings
                     .iter()
                     .filter(|f| f.is_deny())
                     .map(|f| f.rule)
                     .collect();
             }
             Endpoint::Mutate if kind == Kind::IAMRole => {
-                let patch = defaults_patch(object, engine.config());
+                let patch = defaults_patch(object, old, engine.config());
                 if !patch.is_empty() {
                     response = response.with_patch(patch)?;
                 }
@@ -136,18 +124,24 @@ pub fn answer(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Result<Answer
             Endpoint::Mutate => {}
         }
     }
-    answer.review.response = Some(response);
-    Ok(answer)
+    Ok(Answer {
+        kind: kind.map_or("other", Kind::as_str),
+        operation: operation_name(&request.operation),
+        allowed: response.allowed,
+        denied_rules,
+        uid: request.uid.clone(),
+        object: object_name,
+        review: response.into_review(),
+    })
 }
 
 /// Turns findings into the response: every DENY in `status.message`, every WARN in `warnings`.
 fn judge(
-    response: AdmissionResponse,
+    mut response: AdmissionResponse,
     kind: Kind,
     object: &str,
     findings: &[Finding],
 ) -> AdmissionResponse {
-    let mut response = response;
     let warnings: Vec<String> = findings
         .iter()
         .filter(|f| !f.is_deny())

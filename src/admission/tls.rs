@@ -478,26 +478,23 @@ mod tests {
 
     #[test]
     fn key_errors_never_quote_the_file() {
-        let secret = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LXNlY3JldA==\n";
-        let files = PairFiles {
-            cert_path: PathBuf::from("tls.crt"),
-            key_path: PathBuf::from("tls.key"),
-            cert: Vec::new(),
-            key: secret.as_bytes().to_vec(),
-        };
         let dir = tempfile::tempdir().unwrap();
         let written = write_certs(dir.path(), &["localhost".to_owned()]).unwrap();
-        let files = PairFiles {
-            cert: fs::read(written.cert).unwrap(),
-            ..files
-        };
-        let err = files
-            .parse(&provider())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(err.contains("tls.key"), "{err}");
-        assert!(!err.contains("c2VjcmV0"), "{err}");
+        for key in [
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LXNlY3JldA==\n",
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LXNlY3JldA==\n-----END PRIVATE KEY-----\n",
+        ] {
+            let files = PairFiles {
+                cert_path: written.cert.clone(),
+                key_path: written.key.clone(),
+                cert: fs::read(&written.cert).unwrap(),
+                key: key.as_bytes().to_vec(),
+            };
+            let err = files.parse(&provider()).err().map(|e| e.to_string());
+            let err = err.unwrap_or_default();
+            assert!(err.contains("tls.key"), "{err}");
+            assert!(!err.contains("c2VjcmV0"), "{err}");
+        }
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl Engine {
         let spec = object.get("spec").cloned().unwrap_or(Value::Null);
         let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str);
         match kind {
-            Kind::IAMRole => match serde_json::from_value::<IAMRoleSpec>(spec) {
+            Kind::IAMRole => match read_spec::<IAMRoleSpec>(spec) {
                 Ok(spec) => {
                     self.check_role(&spec, namespace, &mut out);
                     let old_spec = old
@@ -120,7 +120,7 @@ impl Engine {
                 }
                 Err(e) => schema::unreadable_spec(&e, &mut out),
             },
-            Kind::AWSProvider => match serde_json::from_value::<AWSProviderSpec>(spec) {
+            Kind::AWSProvider => match read_spec::<AWSProviderSpec>(spec) {
                 Ok(spec) => provider::check_provider(&spec, &mut out),
                 Err(e) => schema::unreadable_spec(&e, &mut out),
             },
@@ -148,6 +148,11 @@ impl Engine {
         }
         self.policies.check_permissions(&documents, &self.config, out);
     }
+}
+
+/// Reads a spec into its API type; the error names the field that could not be read.
+fn read_spec<T: serde::de::DeserializeOwned>(spec: Value) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
+    serde_path_to_error::deserialize(spec)
 }
 
 /// Whether any finding refuses the object.

@@ -44,14 +44,22 @@ impl ObjectSchemas {
 }
 
 /// Reports a spec that could not be read into the API types, unless the schema already said why.
-pub fn unreadable_spec(error: &serde_json::Error, out: &mut Vec<Finding>) {
+pub fn unreadable_spec(error: &serde_path_to_error::Error<serde_json::Error>, out: &mut Vec<Finding>) {
     if out.iter().any(|f| f.rule == RuleId::Schema) {
         return;
     }
-    out.push(deny(
-        &FieldPath::root("spec"),
-        format!("the spec cannot be read: {error}; fix the value it names"),
-    ));
+    let mut path = FieldPath::root("spec");
+    for segment in error.path().iter() {
+        path = match segment {
+            serde_path_to_error::Segment::Seq { index } => path.index(*index),
+            serde_path_to_error::Segment::Map { key } => path.field(key),
+            serde_path_to_error::Segment::Enum { variant } => path.field(variant),
+            serde_path_to_error::Segment::Unknown => path,
+        };
+    }
+    let error = error.inner().to_string();
+    let error = error.split(" at line ").next().unwrap_or(&error);
+    out.push(deny(&path, format!("cannot be read: {error}; fix the value")));
 }
 
 /// One kind's schema: the JSON Schema (to map errors back to fields) and its compiled validator.
@@ -818,8 +826,10 @@ mod tests {
     fn a_spec_serde_cannot_read_is_reported_once() {
         let huge = role_with("maxSessionDuration", json!(10_000_000_000_i64));
         let all = found(Kind::IAMRole, &huge);
-        assert_eq!(all, [(RuleId::Schema, "spec".to_owned())]);
-        let Err(error) = serde_json::from_value::<u8>(json!(-1)) else {
+        assert_eq!(all, [(RuleId::Schema, "spec.maxSessionDuration".to_owned())]);
+        let float = role_with("maxSessionDuration", json!(3600.5));
+        assert_eq!(found(Kind::IAMRole, &float), [(RuleId::Schema, "spec.maxSessionDuration".to_owned())]);
+        let Err(error) = serde_path_to_error::deserialize::<_, u8>(json!(-1)) else {
             panic!("-1 is not a u8");
         };
         let mut out = vec![Finding::deny(

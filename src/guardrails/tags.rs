@@ -34,7 +34,10 @@ pub(super) fn check_tags(
 ) {
     let empty = BTreeMap::new();
     let tags = tags.unwrap_or(&empty);
-    let added_defaults = defaults.keys().filter(|k| !tags.contains_key(*k)).count();
+    // A default tag is added unless the role sets the same key, compared ignoring case as IAM does
+    // (the role's own spelling and value win).
+    let own: Vec<String> = tags.keys().map(|k| k.to_lowercase()).collect();
+    let added_defaults = defaults.keys().filter(|k| !own.contains(&k.to_lowercase())).count();
     let total = tags.len() + added_defaults + 1;
     if total > MAX_TAGS {
         out.push(Finding::deny(
@@ -71,17 +74,6 @@ pub(super) fn check_tags(
                 "tag key {} equals {} ignoring case, and IAM compares tag keys ignoring case; keep one of them",
                 quote(key),
                 quote(first)
-            ));
-        } else if let Some(default) = defaults
-            .keys()
-            .find(|d| d.as_str() != key && d.to_lowercase() == folded)
-        {
-            deny(format!(
-                "tag key {} equals the guardrails' default tag {} ignoring case, and IAM compares tag keys \
-                 ignoring case; spell it {}",
-                quote(key),
-                quote(default),
-                quote(default)
             ));
         }
         seen.entry(folded).or_insert(key);
@@ -267,12 +259,11 @@ mod tests {
             paths(&map(&[("Team", "a"), ("team", "b")]), &BTreeMap::new()),
             ["spec.tags[team]"]
         );
+        // A role's own tag overrides a default tag of the same key in any case (it is not added).
         let defaults = map(&[("Owner", "platform")]);
-        assert_eq!(
-            paths(&map(&[("owner", "me")]), &defaults),
-            ["spec.tags[owner]"]
-        );
+        assert!(paths(&map(&[("owner", "me")]), &defaults).is_empty());
         assert!(paths(&map(&[("Owner", "me")]), &defaults).is_empty());
+        assert!(paths(&numbered(49), &map(&[("KEY00", "x")])).is_empty());
     }
 
     #[test]

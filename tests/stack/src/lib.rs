@@ -216,6 +216,13 @@ impl Stack {
         self.register_webhooks()
     }
 
+    /// Restarts the operator with other subcommand and flags (e.g. another `--guardrails` file).
+    pub fn restart_operator_with(&mut self, args: Vec<String>) -> Result<(), StackError> {
+        self.stop_operator();
+        self.options.operator_args = Some(args);
+        self.start_operator()
+    }
+
     /// Stops the operator, leaving its webhook configurations registered.
     pub fn stop_operator(&mut self) {
         if let Some(operator) = self.operator.take() {
@@ -231,13 +238,12 @@ impl Stack {
             .ok_or_else(|| StackError::Command("no operator is running".into()))?;
         let file = self.options.repo_root.join("manifests/deploy/webhooks.yaml");
         let deployed = self.kubectl_ok(&["create", "--dry-run=client", "-o", "json", "-f", &file.display().to_string()])?;
-        let deployed: serde_json::Value = serde_json::from_str(&deployed)
+        // kubectl prints one JSON object per document.
+        let items = serde_json::Deserializer::from_str(&deployed)
+            .into_iter::<serde_json::Value>()
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StackError::Command(format!("kubectl's JSON for {}: {e}", file.display())))?;
-        let deployed = if deployed["kind"] == "List" {
-            deployed
-        } else {
-            serde_json::json!({"items": [deployed]})
-        };
+        let deployed = serde_json::json!({ "items": items });
         let local = operator.local_webhook_configurations(&deployed)?;
         let out = self.kubectl_with_input(&["apply", "-f", "-"], &local.to_string())?;
         if !out.status.success() {
@@ -279,7 +285,7 @@ impl Stack {
 
     fn install_crds(&self) -> Result<(), StackError> {
         let crds = self.options.repo_root.join("manifests/crds");
-        self.kubectl_ok(&["apply", "-f", &crds.display().to_string()])?;
+        self.kubectl_ok(&["apply", "-k", &crds.display().to_string()])?;
         self.kubectl_ok(&[
             "wait",
             "--for=condition=Established",
