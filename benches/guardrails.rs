@@ -22,7 +22,11 @@ fn examples() -> Vec<(String, Value)> {
         let text = fs::read_to_string(&file).expect("example readable");
         for doc in parse_documents(&text).expect("example parses") {
             if Kind::of(&doc).is_some() {
-                let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?").to_owned();
+                let name = doc
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_owned();
                 out.push((name, doc));
             }
         }
@@ -66,7 +70,9 @@ fn bench_engine(c: &mut Criterion) {
     let mut group = c.benchmark_group("seed");
     for (name, doc) in examples() {
         let kind = Kind::of(&doc).expect("our kind");
-        group.bench_function(name, |b| b.iter(|| black_box(engine.check(kind, black_box(&doc), None))));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(engine.check(kind, black_box(&doc), None)))
+        });
     }
     group.finish();
 

@@ -43,7 +43,11 @@ pub struct WebhookArgs {
     #[arg(long, env = "INFRA_OPERATOR_BIND", default_value = "0.0.0.0:8443")]
     pub bind: SocketAddr,
     /// Address of the plain-HTTP admin server (/healthz, /readyz, /metrics).
-    #[arg(long, env = "INFRA_OPERATOR_ADMIN_BIND", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "INFRA_OPERATOR_ADMIN_BIND",
+        default_value = "0.0.0.0:8080"
+    )]
     pub admin_bind: SocketAddr,
     /// Guardrails file; the built-in defaults of `policies/guardrails.yaml` when not given.
     #[arg(long, env = "INFRA_OPERATOR_GUARDRAILS")]
@@ -71,7 +75,12 @@ pub struct CertsArgs {
     #[arg(long, env = "INFRA_OPERATOR_CERT_DIR")]
     pub dir: PathBuf,
     /// Host names or IP addresses the serving certificate is valid for.
-    #[arg(long = "host", required = true, env = "INFRA_OPERATOR_CERT_HOSTS", value_delimiter = ',')]
+    #[arg(
+        long = "host",
+        required = true,
+        env = "INFRA_OPERATOR_CERT_HOSTS",
+        value_delimiter = ','
+    )]
     pub hosts: Vec<String>,
 }
 
@@ -87,8 +96,18 @@ mod tests {
 
     #[test]
     fn validate_takes_format_and_paths() {
-        let cli = Cli::try_parse_from(["infra-operator", "validate", "--format", "json", "a.yaml", "dir"]).unwrap();
-        let Command::Validate(args) = cli.command else { panic!("validate expected") };
+        let cli = Cli::try_parse_from([
+            "infra-operator",
+            "validate",
+            "--format",
+            "json",
+            "a.yaml",
+            "dir",
+        ])
+        .unwrap();
+        let Command::Validate(args) = cli.command else {
+            panic!("validate expected")
+        };
         assert_eq!(args.format, Format::Json);
         assert_eq!(args.paths.len(), 2);
         assert!(Cli::try_parse_from(["infra-operator", "validate"]).is_err());

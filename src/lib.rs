@@ -3,8 +3,10 @@
 
 pub mod admission;
 pub mod api;
+pub mod aws;
 pub mod certs;
 pub mod cli;
+pub mod controller;
 pub mod guardrails;
 pub mod telemetry;
 pub mod validate;

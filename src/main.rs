@@ -31,7 +31,8 @@ fn main() -> ExitCode {
 fn load_engine(guardrails: Option<&Path>) -> anyhow::Result<Engine> {
     let config = match guardrails {
         Some(path) => {
-            let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             Config::from_yaml(&text).with_context(|| format!("in {}", path.display()))?
         }
         None => Config::builtin(),

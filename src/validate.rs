@@ -62,7 +62,9 @@ pub struct Report {
 impl Report {
     /// Whether any object has a DENY finding.
     pub fn denied(&self) -> bool {
-        self.objects.iter().any(|o| o.findings.iter().any(Finding::is_deny))
+        self.objects
+            .iter()
+            .any(|o| o.findings.iter().any(Finding::is_deny))
     }
 
     /// 0 nothing denied, 1 something denied, 2 a file could not be read or parsed.
@@ -95,12 +97,23 @@ impl Report {
                 writeln!(
                     out,
                     "{}: {} {}/{}: {} {} {}: {}",
-                    object.file, object.kind, object.namespace, object.name, f.severity, f.rule, f.path, f.message
+                    object.file,
+                    object.kind,
+                    object.namespace,
+                    object.name,
+                    f.severity,
+                    f.rule,
+                    f.path,
+                    f.message
                 )?;
             }
         }
         for s in &self.skipped {
-            writeln!(out, "{}: skipped {} {} {} (not an infra-operator kind)", s.file, s.api_version, s.kind, s.name)?;
+            writeln!(
+                out,
+                "{}: skipped {} {} {} (not an infra-operator kind)",
+                s.file, s.api_version, s.kind, s.name
+            )?;
         }
         for e in &self.errors {
             writeln!(out, "{e}")?;
@@ -110,11 +123,20 @@ impl Report {
 
     /// A one-line summary: objects checked, denied, warnings, skipped, errors.
     pub fn summary(&self) -> String {
-        let denied = self.objects.iter().filter(|o| o.findings.iter().any(Finding::is_deny)).count();
+        let denied = self
+            .objects
+            .iter()
+            .filter(|o| o.findings.iter().any(Finding::is_deny))
+            .count();
         let warnings: usize = self
             .objects
             .iter()
-            .map(|o| o.findings.iter().filter(|f| f.severity == Severity::Warn).count())
+            .map(|o| {
+                o.findings
+                    .iter()
+                    .filter(|f| f.severity == Severity::Warn)
+                    .count()
+            })
             .sum();
         format!(
             "{} objects checked, {denied} denied, {warnings} warnings, {} skipped, {} unreadable",
@@ -151,7 +173,13 @@ pub fn check_text(engine: &Engine, file: &str, text: &str, report: &mut Report) 
         if document.is_null() {
             continue;
         }
-        let field = |pointer: &str| document.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let field = |pointer: &str| {
+            document
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         let Some(kind) = Kind::of(&document) else {
             report.skipped.push(Skipped {
                 file: file.to_owned(),

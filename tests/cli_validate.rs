@@ -25,7 +25,10 @@ fn stdout(output: &Output) -> String {
 fn by_guardrails(all: Vec<fixtures::Fixture>) -> BTreeMap<Option<PathBuf>, Vec<fixtures::Fixture>> {
     let mut groups: BTreeMap<Option<PathBuf>, Vec<fixtures::Fixture>> = BTreeMap::new();
     for fixture in all {
-        groups.entry(fixture.guardrails.clone()).or_default().push(fixture);
+        groups
+            .entry(fixture.guardrails.clone())
+            .or_default()
+            .push(fixture);
     }
     groups
 }
@@ -49,7 +52,10 @@ fn every_seed_example_passes() {
     // The Secret beside the localstack provider is listed as skipped, not checked.
     assert!(text.contains("skipped v1 Secret aws-credentials"), "{text}");
     let summary = String::from_utf8_lossy(&output.stderr);
-    assert!(summary.contains("16 objects checked, 0 denied"), "{summary}");
+    assert!(
+        summary.contains("16 objects checked, 0 denied"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -64,10 +70,14 @@ fn every_bad_fixture_is_denied_with_its_rule_and_path() {
             for (rule, path) in &fixture.expect {
                 let wanted = format!(" DENY {rule} {path}: ");
                 assert!(
-                    text.lines().any(|l| l.starts_with(&format!("{file}: ")) && l.contains(&wanted)),
+                    text.lines()
+                        .any(|l| l.starts_with(&format!("{file}: ")) && l.contains(&wanted)),
                     "{}: expected `{wanted}` in:\n{}",
                     fixture.name,
-                    text.lines().filter(|l| l.starts_with(&file)).collect::<Vec<_>>().join("\n")
+                    text.lines()
+                        .filter(|l| l.starts_with(&file))
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 );
             }
         }
@@ -79,7 +89,12 @@ fn good_fixtures_pass() {
     for (guardrails, group) in by_guardrails(fixtures::good_fixtures()) {
         let args = arguments(&guardrails, &group);
         let output = validate(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_eq!(output.status.code(), Some(0), "guardrails {guardrails:?}:\n{}", stdout(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "guardrails {guardrails:?}:\n{}",
+            stdout(&output)
+        );
         assert!(!stdout(&output).contains(": DENY "));
     }
 }
@@ -93,22 +108,39 @@ fn json_report_lists_findings_and_exit_codes_follow_the_contract() {
     let output = validate(&["--format", "json", &bad.path.display().to_string()]);
     assert_eq!(output.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
-    let findings = report["objects"][0]["findings"].as_array().expect("findings");
+    let findings = report["objects"][0]["findings"]
+        .as_array()
+        .expect("findings");
     let (rule, path) = &bad.expect[0];
     assert!(
-        findings.iter().any(|f| f["rule"] == rule.as_str() && f["path"] == path.as_str() && f["severity"] == "DENY"),
+        findings.iter().any(|f| f["rule"] == rule.as_str()
+            && f["path"] == path.as_str()
+            && f["severity"] == "DENY"),
         "{report:#}"
     );
 
     assert_eq!(validate(&["no/such/file.yaml"]).status.code(), Some(2));
-    assert_eq!(validate(&["--format", "xml", "manifests/examples"]).status.code(), Some(2));
+    assert_eq!(
+        validate(&["--format", "xml", "manifests/examples"])
+            .status
+            .code(),
+        Some(2)
+    );
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.yaml");
     std::fs::write(&broken, "kind: [unclosed\n").unwrap();
     let output = validate(&[&broken.display().to_string()]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stdout(&output).contains("not valid YAML"));
-    let missing_guardrails = validate(&["--guardrails", "no/such/guardrails.yaml", "manifests/examples"]);
+    let missing_guardrails = validate(&[
+        "--guardrails",
+        "no/such/guardrails.yaml",
+        "manifests/examples",
+    ]);
     assert_eq!(missing_guardrails.status.code(), Some(2));
-    assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/guardrails.yaml").exists());
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("policies/guardrails.yaml")
+            .exists()
+    );
 }

@@ -31,8 +31,14 @@ fn committed_crds_match_the_generated_ones() {
 #[test]
 fn crds_carry_short_names_printer_columns_status_and_limits() {
     let all = crds();
-    let (_, role) = all.iter().find(|(f, _)| *f == "iamroles.yaml").expect("IAMRole CRD");
-    assert_eq!(role.spec.names.short_names.as_deref(), Some(&["iamr".to_owned()][..]));
+    let (_, role) = all
+        .iter()
+        .find(|(f, _)| *f == "iamroles.yaml")
+        .expect("IAMRole CRD");
+    assert_eq!(
+        role.spec.names.short_names.as_deref(),
+        Some(&["iamr".to_owned()][..])
+    );
     let version = &role.spec.versions[0];
     let columns: Vec<&str> = version
         .additional_printer_columns
@@ -41,15 +47,39 @@ fn crds_carry_short_names_printer_columns_status_and_limits() {
         .map(|c| c.name.as_str())
         .collect();
     assert_eq!(columns, ["Role Name", "Ready", "ARN", "Age"]);
-    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
-    let schema = serde_json::to_value(version.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap();
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()
+    );
+    let schema = serde_json::to_value(
+        version
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
     let spec = &schema["properties"]["spec"]["properties"];
     assert_eq!(spec["maxSessionDuration"]["minimum"], 3600.0);
     assert_eq!(spec["maxSessionDuration"]["maximum"], 43200.0);
     assert_eq!(spec["roleName"]["maxLength"], 64);
     assert_eq!(spec["managedPolicyArns"]["maxItems"], 20);
-    assert_eq!(spec["deletionPolicy"]["enum"], serde_json::json!(["Delete", "Retain"]));
+    assert_eq!(
+        spec["deletionPolicy"]["enum"],
+        serde_json::json!(["Delete", "Retain"])
+    );
 
-    let (_, provider) = all.iter().find(|(f, _)| *f == "awsproviders.yaml").expect("AWSProvider CRD");
-    assert_eq!(provider.spec.names.short_names.as_deref(), Some(&["awsp".to_owned()][..]));
+    let (_, provider) = all
+        .iter()
+        .find(|(f, _)| *f == "awsproviders.yaml")
+        .expect("AWSProvider CRD");
+    assert_eq!(
+        provider.spec.names.short_names.as_deref(),
+        Some(&["awsp".to_owned()][..])
+    );
 }

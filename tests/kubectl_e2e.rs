@@ -19,7 +19,11 @@ fn repo() -> PathBuf {
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn apply_file(stack: &Stack, file: &Path, extra: &[&str]) -> Output {
@@ -51,29 +55,52 @@ fn examples() -> Vec<PathBuf> {
 fn seed_examples_are_admitted_with_defaults(stack: &Stack) {
     for file in examples() {
         let out = apply_file(stack, &file, &[]);
-        assert!(out.status.success(), "{} refused:\n{}", file.display(), text(&out));
+        assert!(
+            out.status.success(),
+            "{} refused:\n{}",
+            file.display(),
+            text(&out)
+        );
         if file.ends_with("iamrole-eks-app-role.yaml") {
             // The seed's `s3:*` is a WARN: admitted, with kubectl's `Warning:` line.
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(stderr.contains("Warning: [action-wildcard]"), "no warning:\n{stderr}");
+            assert!(
+                stderr.contains("Warning: [action-wildcard]"),
+                "no warning:\n{stderr}"
+            );
         }
     }
     // e2e-lambda-role: singular inlinePolicy folded, defaults set, user tag wins over default tag.
     let role = get_json(stack, &["get", "iamrole", "e2e-lambda-role", "-o", "json"]);
     let spec = &role["spec"];
-    assert!(spec.get("inlinePolicy").is_none(), "inlinePolicy not folded: {spec:#}");
-    assert_eq!(spec["inlinePolicies"][0]["policyName"], "CustomDynamoDBAccess");
+    assert!(
+        spec.get("inlinePolicy").is_none(),
+        "inlinePolicy not folded: {spec:#}"
+    );
+    assert_eq!(
+        spec["inlinePolicies"][0]["policyName"],
+        "CustomDynamoDBAccess"
+    );
     assert_eq!(spec["deletionPolicy"], "Delete");
-    assert_eq!(spec["tags"]["environment"], "test", "the role's own tag must win");
+    assert_eq!(
+        spec["tags"]["environment"], "test",
+        "the role's own tag must win"
+    );
     assert_eq!(spec["tags"]["cost-center"], "platform", "default tag added");
     // lambda-data-processor names no path, duration or deletion policy.
-    let role = get_json(stack, &["get", "iamrole", "lambda-data-processor", "-o", "json"]);
+    let role = get_json(
+        stack,
+        &["get", "iamrole", "lambda-data-processor", "-o", "json"],
+    );
     assert_eq!(role["spec"]["path"], "/");
     assert_eq!(role["spec"]["maxSessionDuration"], 3600);
     assert_eq!(role["spec"]["deletionPolicy"], "Delete");
     assert_eq!(role["spec"]["tags"]["environment"], "default-environment");
     // The seed's Retain is kept.
-    let role = get_json(stack, &["get", "iamrole", "lambda-execution-role", "-o", "json"]);
+    let role = get_json(
+        stack,
+        &["get", "iamrole", "lambda-execution-role", "-o", "json"],
+    );
     assert_eq!(role["spec"]["deletionPolicy"], "Retain");
 }
 
@@ -89,9 +116,15 @@ fn warnings_reach_kubectl(stack: &Stack) {
         .expect("kubectl");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("eks-app-role-dry-run created (server dry run)"), "{}", text(&out));
     assert!(
-        stderr.lines().any(|l| l.starts_with("Warning: [action-wildcard]") && l.contains("Action[0]")),
+        text(&out).contains("eks-app-role-dry-run created (server dry run)"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("Warning: [action-wildcard]") && l.contains("Action[0]")),
         "no Warning line for s3:*:\n{stderr}"
     );
 }
@@ -104,8 +137,13 @@ fn bad_fixtures_are_refused(stack: &Stack, group: &[fixtures::Fixture]) -> BTree
             let extra: &[&str] = if dry_run { &["--dry-run=server"] } else { &[] };
             let out = apply_file(stack, &fixture.path, extra);
             let output = text(&out);
-            assert!(!out.status.success(), "{} admitted (dry run {dry_run}):\n{output}", fixture.name);
-            let by_webhook = output.contains("admission webhook") && output.contains("denied the request");
+            assert!(
+                !out.status.success(),
+                "{} admitted (dry run {dry_run}):\n{output}",
+                fixture.name
+            );
+            let by_webhook =
+                output.contains("admission webhook") && output.contains("denied the request");
             // The mutating webhook appends the singular form to the list before validation.
             let folded_index = fixture
                 .docs
@@ -119,13 +157,21 @@ fn bad_fixtures_are_refused(stack: &Stack, group: &[fixtures::Fixture]) -> BTree
                         None => path.clone(),
                     };
                     let wanted = format!("[{rule}] {path}:");
-                    assert!(output.contains(&wanted), "{}: `{wanted}` missing from:\n{output}", fixture.name);
+                    assert!(
+                        output.contains(&wanted),
+                        "{}: `{wanted}` missing from:\n{output}",
+                        fixture.name
+                    );
                     proven.insert(rule.clone());
                 } else {
                     // The CRD schema refused it first; the API server names the field its own way
                     // (`spec.tags[aws:x]` is `spec.tags.aws:x` there), so compare the path's first field.
                     let field = path.split(['[', '.']).take(2).collect::<Vec<_>>().join(".");
-                    assert!(output.contains(&field), "{}: `{field}` missing from:\n{output}", fixture.name);
+                    assert!(
+                        output.contains(&field),
+                        "{}: `{field}` missing from:\n{output}",
+                        fixture.name
+                    );
                 }
             }
         }
@@ -137,7 +183,12 @@ fn bad_fixtures_are_refused(stack: &Stack, group: &[fixtures::Fixture]) -> BTree
 fn good_fixtures_are_admitted(stack: &Stack, group: &[fixtures::Fixture]) {
     for fixture in group {
         let out = apply_file(stack, &fixture.path, &["--dry-run=server"]);
-        assert!(out.status.success(), "{} refused:\n{}", fixture.name, text(&out));
+        assert!(
+            out.status.success(),
+            "{} refused:\n{}",
+            fixture.name,
+            text(&out)
+        );
     }
 }
 
@@ -155,23 +206,42 @@ fn immutable_fields_are_refused_on_update(stack: &Stack) -> BTreeSet<String> {
     let mut proven = BTreeSet::new();
     let dir = tempfile::tempdir().expect("tempdir");
     for fixture in fixtures::update_fixtures() {
-        let [old, new] = &fixture.docs[..] else { panic!("{}: two documents expected", fixture.name) };
+        let [old, new] = &fixture.docs[..] else {
+            panic!("{}: two documents expected", fixture.name)
+        };
         let old_file = dir.path().join("old.json");
         let new_file = dir.path().join("new.json");
         std::fs::write(&old_file, old.to_string()).expect("write");
         std::fs::write(&new_file, new.to_string()).expect("write");
         let created = apply_file(stack, &old_file, &[]);
-        assert!(created.status.success(), "{}: old object refused:\n{}", fixture.name, text(&created));
+        assert!(
+            created.status.success(),
+            "{}: old object refused:\n{}",
+            fixture.name,
+            text(&created)
+        );
         for extra in [&["--dry-run=server"][..], &[][..]] {
             let out = apply_file(stack, &new_file, extra);
             let output = text(&out);
             if fixture.expect.is_empty() {
-                assert!(out.status.success(), "{}: good update refused:\n{output}", fixture.name);
+                assert!(
+                    out.status.success(),
+                    "{}: good update refused:\n{output}",
+                    fixture.name
+                );
             } else {
-                assert!(!out.status.success(), "{}: update admitted:\n{output}", fixture.name);
+                assert!(
+                    !out.status.success(),
+                    "{}: update admitted:\n{output}",
+                    fixture.name
+                );
                 for (rule, path) in &fixture.expect {
                     let wanted = format!("[{rule}] {path}:");
-                    assert!(output.contains(&wanted), "{}: `{wanted}` missing:\n{output}", fixture.name);
+                    assert!(
+                        output.contains(&wanted),
+                        "{}: `{wanted}` missing:\n{output}",
+                        fixture.name
+                    );
                     proven.insert(rule.clone());
                 }
             }
@@ -186,12 +256,35 @@ fn immutable_fields_are_refused_on_update(stack: &Stack) -> BTreeSet<String> {
 
 /// `kubectl get iamroles` prints the printer columns.
 fn printer_columns_are_shown(stack: &Stack) {
-    let table = stack.kubectl_ok(&["get", "iamroles"]).expect("get iamroles");
-    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "ROLE", "NAME", "READY", "ARN", "AGE"], "{table}");
-    assert!(table.lines().any(|l| l.starts_with("e2e-ec2-role") && l.contains("e2e-ec2-service-role")), "{table}");
+    let table = stack
+        .kubectl_ok(&["get", "iamroles"])
+        .expect("get iamroles");
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "ROLE", "NAME", "READY", "ARN", "AGE"],
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("e2e-ec2-role") && l.contains("e2e-ec2-service-role")),
+        "{table}"
+    );
     let providers = stack.kubectl_ok(&["get", "awsp"]).expect("get awsp");
-    assert!(providers.lines().next().unwrap_or_default().contains("REGION"), "{providers}");
+    assert!(
+        providers
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("REGION"),
+        "{providers}"
+    );
 }
 
 /// With the webhooks unregistered, the CRD schema alone still refuses the static limits.
@@ -201,7 +294,10 @@ fn crd_schema_guards_without_the_webhook(stack: &Stack) {
     let out = apply_file(stack, &role, &[]);
     let output = text(&out);
     stack.register_webhooks().expect("register webhooks again");
-    assert!(!out.status.success(), "admitted without the webhook:\n{output}");
+    assert!(
+        !out.status.success(),
+        "admitted without the webhook:\n{output}"
+    );
     assert!(output.contains("spec.maxSessionDuration"), "{output}");
     assert!(output.contains("43200"), "{output}");
     assert!(!output.contains("admission webhook"), "{output}");
@@ -225,7 +321,14 @@ fn deploy_manifests_pass_server_dry_run(stack: &Stack) {
         ])
         .expect("cert-manager kinds established");
     stack
-        .kubectl_ok(&["apply", "-f", &repo().join("manifests/deploy/namespace.yaml").display().to_string()])
+        .kubectl_ok(&[
+            "apply",
+            "-f",
+            &repo()
+                .join("manifests/deploy/namespace.yaml")
+                .display()
+                .to_string(),
+        ])
         .expect("namespace");
     let out = stack
         .kubectl()
@@ -233,7 +336,11 @@ fn deploy_manifests_pass_server_dry_run(stack: &Stack) {
         .arg(repo().join("manifests/deploy"))
         .output()
         .expect("kubectl");
-    assert!(out.status.success(), "deploy manifests refused:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "deploy manifests refused:\n{}",
+        text(&out)
+    );
     let output = text(&out);
     for object in [
         "deployment.apps/infra-operator-controller-manager",
@@ -260,7 +367,9 @@ fn kubectl_apply_meets_the_webhook_on_a_real_api_server() {
 
     let mut failures = Vec::new();
     let mut proven = BTreeSet::new();
-    let mut step = |name: &str, f: &mut dyn FnMut() -> BTreeSet<String>| match catch_unwind(AssertUnwindSafe(f)) {
+    let mut step = |name: &str, f: &mut dyn FnMut() -> BTreeSet<String>| match catch_unwind(
+        AssertUnwindSafe(f),
+    ) {
         Ok(rules) => proven.extend(rules),
         Err(panic) => {
             let message = panic
@@ -281,11 +390,15 @@ fn kubectl_apply_meets_the_webhook_on_a_real_api_server() {
     });
     let mut bad: BTreeMap<Option<PathBuf>, Vec<fixtures::Fixture>> = BTreeMap::new();
     for fixture in fixtures::bad_fixtures() {
-        bad.entry(fixture.guardrails.clone()).or_default().push(fixture);
+        bad.entry(fixture.guardrails.clone())
+            .or_default()
+            .push(fixture);
     }
     let mut good: BTreeMap<Option<PathBuf>, Vec<fixtures::Fixture>> = BTreeMap::new();
     for fixture in fixtures::good_fixtures() {
-        good.entry(fixture.guardrails.clone()).or_default().push(fixture);
+        good.entry(fixture.guardrails.clone())
+            .or_default()
+            .push(fixture);
     }
     let groups: BTreeSet<Option<PathBuf>> = bad.keys().chain(good.keys()).cloned().collect();
     for group in groups {
@@ -297,7 +410,9 @@ fn kubectl_apply_meets_the_webhook_on_a_real_api_server() {
         let stack = &stack;
         let bad_group = bad.remove(&group).unwrap_or_default();
         let good_group = good.remove(&group).unwrap_or_default();
-        step(&format!("bad fixtures {label}"), &mut || bad_fixtures_are_refused(stack, &bad_group));
+        step(&format!("bad fixtures {label}"), &mut || {
+            bad_fixtures_are_refused(stack, &bad_group)
+        });
         step(&format!("good fixtures {label}"), &mut || {
             good_fixtures_are_admitted(stack, &good_group);
             BTreeSet::new()
@@ -306,7 +421,9 @@ fn kubectl_apply_meets_the_webhook_on_a_real_api_server() {
     stack
         .restart_operator_with(operator_args(Some(&guardrails)))
         .unwrap_or_else(|e| panic!("operator with {}: {e}", guardrails.display()));
-    step("immutable fields", &mut || immutable_fields_are_refused_on_update(&stack));
+    step("immutable fields", &mut || {
+        immutable_fields_are_refused_on_update(&stack)
+    });
     step("printer columns", &mut || {
         printer_columns_are_shown(&stack);
         BTreeSet::new()
@@ -324,9 +441,21 @@ fn kubectl_apply_meets_the_webhook_on_a_real_api_server() {
         // Every rule reached kubectl through the webhook, except those whose every violation the CRD
         // schema (checked by the API server before the validating webhook) refuses first.
         let schema_first = ["schema", "role-name", "role-path", "max-session-duration"];
-        for rule in RuleId::ALL.iter().map(|r| r.as_str()).filter(|r| !schema_first.contains(r)) {
-            assert!(proven.contains(rule), "{rule} never proven through kubectl: {proven:?}");
+        for rule in RuleId::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .filter(|r| !schema_first.contains(r))
+        {
+            assert!(
+                proven.contains(rule),
+                "{rule} never proven through kubectl: {proven:?}"
+            );
         }
     }
-    assert!(failures.is_empty(), "{} step(s) failed:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} step(s) failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

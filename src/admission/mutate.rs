@@ -88,7 +88,11 @@ fn add_default_tags(spec: &Map<String, Value>, config: &Config, ops: &mut Vec<Pa
 /// when the stored object already had it (a re-applied manifest in the singular form, possibly with an
 /// edited document); on CREATE two different policies of one name are both kept, so that validation
 /// refuses the duplicate instead of one silently replacing the other.
-fn fold_inline_policy(spec: &Map<String, Value>, stored_names: &[&Value], ops: &mut Vec<PatchOperation>) {
+fn fold_inline_policy(
+    spec: &Map<String, Value>,
+    stored_names: &[&Value],
+    ops: &mut Vec<PatchOperation>,
+) {
     let Some(single) = spec.get("inlinePolicy") else {
         return;
     };
@@ -103,10 +107,12 @@ fn fold_inline_policy(spec: &Map<String, Value>, stored_names: &[&Value], ops: &
                     .and_then(|name| list.iter().position(|p| p.get("policyName") == Some(name)));
                 match same_name {
                     Some(i) if list.get(i) == Some(single) => {}
-                    Some(i) if name.is_some_and(|n| stored_names.contains(&n)) => ops.push(PatchOperation::Replace(ReplaceOperation {
-                        path: pointer(&["inlinePolicies", &i.to_string()]),
-                        value: single.clone(),
-                    })),
+                    Some(i) if name.is_some_and(|n| stored_names.contains(&n)) => {
+                        ops.push(PatchOperation::Replace(ReplaceOperation {
+                            path: pointer(&["inlinePolicies", &i.to_string()]),
+                            value: single.clone(),
+                        }))
+                    }
                     _ => ops.push(add(&["inlinePolicies", "-"], single.clone())),
                 }
             }
@@ -204,7 +210,10 @@ mod tests {
     fn session_default_follows_a_raised_minimum() {
         let mut config = Config::default();
         config.max_session_duration.min = 7200;
-        let patched = apply(&role(json!({})), &defaults_patch(&role(json!({})), None, &config));
+        let patched = apply(
+            &role(json!({})),
+            &defaults_patch(&role(json!({})), None, &config),
+        );
         assert_eq!(patched["spec"]["maxSessionDuration"], 7200);
     }
 
@@ -229,13 +238,19 @@ mod tests {
         // Re-applying an edited singular policy replaces the stored entry of its name ...
         let stored = role(json!({"inlinePolicies": [other, single]}));
         let reapplied = role(json!({"inlinePolicies": [other, single], "inlinePolicy": changed}));
-        let patched = apply(&reapplied, &defaults_patch(&reapplied, Some(&stored), &config));
+        let patched = apply(
+            &reapplied,
+            &defaults_patch(&reapplied, Some(&stored), &config),
+        );
         assert_eq!(patched["spec"]["inlinePolicies"], json!([other, changed]));
         assert!(patched["spec"].get("inlinePolicy").is_none());
         // ... but two different policies of one name in a new object are both kept, for validation
         // to refuse, instead of one silently replacing the other.
         let patched = apply(&reapplied, &defaults_patch(&reapplied, None, &config));
-        assert_eq!(patched["spec"]["inlinePolicies"], json!([other, single, changed]));
+        assert_eq!(
+            patched["spec"]["inlinePolicies"],
+            json!([other, single, changed])
+        );
     }
 
     #[test]
@@ -248,7 +263,10 @@ mod tests {
             json!(null),
             json!(7),
         ] {
-            assert!(defaults_patch(&object, None, &config).is_empty(), "{object}");
+            assert!(
+                defaults_patch(&object, None, &config).is_empty(),
+                "{object}"
+            );
         }
         let odd = role(
             json!({"path": "/", "maxSessionDuration": 3600, "deletionPolicy": "Delete",

@@ -25,13 +25,20 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct AWSProviderSpec {
     /// AWS region, e.g. `us-east-1`.
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z]{2}(-[a-z]+)+-\d+$"))]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[a-z]{2}(-[a-z]+)+-\d+$")
+    )]
     pub region: String,
     /// Role assumed with the web identity token in `AWS_WEB_IDENTITY_TOKEN_FILE` (IRSA).
     #[serde(default, rename = "roleARN", skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
     /// Secret key holding the access key ID (static credentials).
-    #[serde(default, rename = "accessKeyIDRef", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "accessKeyIDRef",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_key_id_ref: Option<SecretKeyRef>,
     /// Secret key holding the secret access key (static credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]

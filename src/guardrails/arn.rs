@@ -4,7 +4,16 @@
 use std::fmt;
 
 /// Partitions IAM knows.
-const PARTITIONS: &[&str] = &["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b", "aws-iso-e", "aws-iso-f", "aws-eusc"];
+const PARTITIONS: &[&str] = &[
+    "aws",
+    "aws-cn",
+    "aws-us-gov",
+    "aws-iso",
+    "aws-iso-b",
+    "aws-iso-e",
+    "aws-iso-f",
+    "aws-eusc",
+];
 
 /// An ARN split into its six parts (`arn:partition:service:region:account:resource`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,8 +54,14 @@ impl fmt::Display for ArnError {
             ArnError::TooFewParts => {
                 f.write_str("an ARN has six parts: arn:partition:service:region:account:resource")
             }
-            ArnError::Partition(p) => write!(f, "unknown partition `{p}` (expected one of {})", PARTITIONS.join(", ")),
-            ArnError::Service => f.write_str("the service part must be lower-case letters, digits or `-`"),
+            ArnError::Partition(p) => write!(
+                f,
+                "unknown partition `{p}` (expected one of {})",
+                PARTITIONS.join(", ")
+            ),
+            ArnError::Service => {
+                f.write_str("the service part must be lower-case letters, digits or `-`")
+            }
             ArnError::Account(a) => write!(f, "account `{a}` is not a 12-digit account ID"),
             ArnError::Resource => f.write_str("the resource part is empty"),
         }
@@ -58,22 +73,30 @@ impl fmt::Display for ArnError {
 pub fn parse(text: &str) -> Result<Arn<'_>, ArnError> {
     let rest = text.strip_prefix("arn:").ok_or(ArnError::NoPrefix)?;
     let mut parts = rest.splitn(5, ':');
-    let (Some(partition), Some(service), Some(region), Some(account), Some(resource)) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(partition), Some(service), Some(region), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(ArnError::TooFewParts);
     };
     if !PARTITIONS.contains(&partition) {
         return Err(ArnError::Partition(partition.to_owned()));
     }
     let service_ok = !service.is_empty()
-        && service.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && service
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !service_ok {
         return Err(ArnError::Service);
     }
     let account_ok = account.is_empty()
         || account == "aws"
-        || account.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'?')
+        || account
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'?')
             && (account.len() == 12 || account.contains('*') || account.contains('?'));
     if !account_ok {
         return Err(ArnError::Account(account.to_owned()));
@@ -103,7 +126,10 @@ impl Arn<'_> {
         self.service == "iam"
             && self.region.is_empty()
             && !self.account.is_empty()
-            && self.resource.strip_prefix("policy/").is_some_and(|name| !name.is_empty() && !name.ends_with('/'))
+            && self
+                .resource
+                .strip_prefix("policy/")
+                .is_some_and(|name| !name.is_empty() && !name.ends_with('/'))
             && !self.has_wildcard()
     }
 
@@ -112,7 +138,10 @@ impl Arn<'_> {
         self.service == "iam"
             && self.region.is_empty()
             && self.account.len() == 12
-            && self.resource.strip_prefix("role/").is_some_and(|name| !name.is_empty() && !name.ends_with('/'))
+            && self
+                .resource
+                .strip_prefix("role/")
+                .is_some_and(|name| !name.is_empty() && !name.ends_with('/'))
             && !self.has_wildcard()
     }
 }
@@ -126,7 +155,11 @@ mod tests {
         let p = parse("arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole").unwrap();
         assert!(p.is_policy());
         assert!(!p.is_role());
-        assert!(parse("arn:aws:iam::123456789012:role/infra-operator-role").unwrap().is_role());
+        assert!(
+            parse("arn:aws:iam::123456789012:role/infra-operator-role")
+                .unwrap()
+                .is_role()
+        );
         let table = parse("arn:aws:dynamodb:*:*:table/e2e-*").unwrap();
         assert!(table.has_wildcard());
         assert_eq!(table.service, "dynamodb");
@@ -137,9 +170,18 @@ mod tests {
     fn refuses_malformed_arns() {
         assert_eq!(parse("aws:iam::aws:policy/X"), Err(ArnError::NoPrefix));
         assert_eq!(parse("arn:aws:iam::aws"), Err(ArnError::TooFewParts));
-        assert!(matches!(parse("arn:awz:iam::aws:policy/X"), Err(ArnError::Partition(_))));
-        assert!(matches!(parse("arn:aws:IAM::aws:policy/X"), Err(ArnError::Service)));
-        assert!(matches!(parse("arn:aws:iam::12345:role/x"), Err(ArnError::Account(_))));
+        assert!(matches!(
+            parse("arn:awz:iam::aws:policy/X"),
+            Err(ArnError::Partition(_))
+        ));
+        assert!(matches!(
+            parse("arn:aws:IAM::aws:policy/X"),
+            Err(ArnError::Service)
+        ));
+        assert!(matches!(
+            parse("arn:aws:iam::12345:role/x"),
+            Err(ArnError::Account(_))
+        ));
         assert_eq!(parse("arn:aws:iam::123456789012:"), Err(ArnError::Resource));
         assert!(!parse("arn:aws:iam::aws:policy/").unwrap().is_policy());
         assert!(!parse("arn:aws:iam::123456789012:role/*").unwrap().is_role());

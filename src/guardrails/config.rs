@@ -203,12 +203,20 @@ impl Config {
             field: field.to_owned(),
             message,
         };
-        if let Some(rule) = self.severities.keys().find(|r| !CONFIGURABLE_RULES.contains(r)) {
+        if let Some(rule) = self
+            .severities
+            .keys()
+            .find(|r| !CONFIGURABLE_RULES.contains(r))
+        {
             return Err(invalid(
                 &format!("severities.{rule}"),
                 format!(
                     "only {} can be reconfigured; IAM limits and the other rules always deny",
-                    CONFIGURABLE_RULES.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                    CONFIGURABLE_RULES
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
@@ -261,7 +269,10 @@ mod tests {
     #[test]
     fn iam_limits_cannot_be_switched_off_or_widened() {
         let off = "severities:\n  action-wildcard: off\n";
-        assert!(matches!(Config::from_yaml(off), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(
+            Config::from_yaml(off),
+            Err(ConfigError::Invalid { .. })
+        ));
         let wide = "maxSessionDuration: {min: 900, max: 43200}\n";
         assert!(Config::from_yaml(wide).is_err());
         let big = "quotas: {trustPolicySize: 9000}\n";
@@ -270,13 +281,18 @@ mod tests {
 
     #[test]
     fn configurable_rules_can_be_raised_or_lowered() {
-        let c = Config::from_yaml("severities:\n  trust-external-id: deny\n  not-action-allow: off\n").unwrap();
+        let c =
+            Config::from_yaml("severities:\n  trust-external-id: deny\n  not-action-allow: off\n")
+                .unwrap();
         assert_eq!(c.level(RuleId::TrustExternalId), Level::Deny);
         assert_eq!(c.level(RuleId::NotActionAllow), Level::Off);
     }
 
     #[test]
     fn unknown_settings_are_refused() {
-        assert!(matches!(Config::from_yaml("quotaz: {}\n"), Err(ConfigError::Parse(_))));
+        assert!(matches!(
+            Config::from_yaml("quotaz: {}\n"),
+            Err(ConfigError::Parse(_))
+        ));
     }
 }

@@ -50,7 +50,12 @@ impl Finding {
     }
 
     /// A finding of the given severity.
-    pub fn new(rule: RuleId, severity: Severity, path: &FieldPath, message: impl Into<String>) -> Self {
+    pub fn new(
+        rule: RuleId,
+        severity: Severity,
+        path: &FieldPath,
+        message: impl Into<String>,
+    ) -> Self {
         Finding {
             rule,
             path: path.to_string(),

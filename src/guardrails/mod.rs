@@ -18,8 +18,8 @@ mod schema;
 mod tags;
 
 pub use config::{
-    ActionWildcard, BoundaryPolicy, CONFIGURABLE_RULES, Config, ConfigError, DEFAULT_GUARDRAILS_YAML, Level,
-    Quotas, SessionRange,
+    ActionWildcard, BoundaryPolicy, CONFIGURABLE_RULES, Config, ConfigError,
+    DEFAULT_GUARDRAILS_YAML, Level, Quotas, SessionRange,
 };
 pub use finding::{Finding, Severity};
 pub use path::FieldPath;
@@ -106,7 +106,9 @@ impl Engine {
         let mut out = Vec::new();
         self.objects.check(kind, object, &mut out);
         let spec = object.get("spec").cloned().unwrap_or(Value::Null);
-        let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str);
+        let namespace = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str);
         match kind {
             Kind::IAMRole => match read_spec::<IAMRoleSpec>(spec) {
                 Ok(spec) => {
@@ -139,19 +141,25 @@ impl Engine {
         );
         let mut documents = Vec::new();
         for (i, policy) in spec.inline_policies.iter().flatten().enumerate() {
-            let path = spec_path.field("inlinePolicies").index(i).field("policyDocument");
+            let path = spec_path
+                .field("inlinePolicies")
+                .index(i)
+                .field("policyDocument");
             documents.push((path, policy.policy_document.as_str()));
         }
         if let Some(policy) = &spec.inline_policy {
             let path = spec_path.field("inlinePolicy").field("policyDocument");
             documents.push((path, policy.policy_document.as_str()));
         }
-        self.policies.check_permissions(&documents, &self.config, out);
+        self.policies
+            .check_permissions(&documents, &self.config, out);
     }
 }
 
 /// Reads a spec into its API type; the error names the field that could not be read.
-fn read_spec<T: serde::de::DeserializeOwned>(spec: Value) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
+fn read_spec<T: serde::de::DeserializeOwned>(
+    spec: Value,
+) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
     serde_path_to_error::deserialize(spec)
 }
 

@@ -61,7 +61,10 @@ mod tests {
             p.to_string(),
             "spec.inlinePolicies[1].policyDocument.Statement[0].Action[2]"
         );
-        assert_eq!(FieldPath::root("spec").field("tags").key("Team").as_str(), "spec.tags[Team]");
+        assert_eq!(
+            FieldPath::root("spec").field("tags").key("Team").as_str(),
+            "spec.tags[Team]"
+        );
         assert_eq!(FieldPath::default().field("spec").as_str(), "spec");
     }
 }

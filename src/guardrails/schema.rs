@@ -44,7 +44,10 @@ impl ObjectSchemas {
 }
 
 /// Reports a spec that could not be read into the API types, unless the schema already said why.
-pub fn unreadable_spec(error: &serde_path_to_error::Error<serde_json::Error>, out: &mut Vec<Finding>) {
+pub fn unreadable_spec(
+    error: &serde_path_to_error::Error<serde_json::Error>,
+    out: &mut Vec<Finding>,
+) {
     if out.iter().any(|f| f.rule == RuleId::Schema) {
         return;
     }
@@ -59,7 +62,10 @@ pub fn unreadable_spec(error: &serde_path_to_error::Error<serde_json::Error>, ou
     }
     let error = error.inner().to_string();
     let error = error.split(" at line ").next().unwrap_or(&error);
-    out.push(deny(&path, format!("cannot be read: {error}; fix the value")));
+    out.push(deny(
+        &path,
+        format!("cannot be read: {error}; fix the value"),
+    ));
 }
 
 /// One kind's schema: the JSON Schema (to map errors back to fields) and its compiled validator.
@@ -826,9 +832,15 @@ mod tests {
     fn a_spec_serde_cannot_read_is_reported_once() {
         let huge = role_with("maxSessionDuration", json!(10_000_000_000_i64));
         let all = found(Kind::IAMRole, &huge);
-        assert_eq!(all, [(RuleId::Schema, "spec.maxSessionDuration".to_owned())]);
+        assert_eq!(
+            all,
+            [(RuleId::Schema, "spec.maxSessionDuration".to_owned())]
+        );
         let float = role_with("maxSessionDuration", json!(3600.5));
-        assert_eq!(found(Kind::IAMRole, &float), [(RuleId::Schema, "spec.maxSessionDuration".to_owned())]);
+        assert_eq!(
+            found(Kind::IAMRole, &float),
+            [(RuleId::Schema, "spec.maxSessionDuration".to_owned())]
+        );
         let Err(error) = serde_path_to_error::deserialize::<_, u8>(json!(-1)) else {
             panic!("-1 is not a u8");
         };

@@ -37,7 +37,10 @@ pub(super) fn check_tags(
     // A default tag is added unless the role sets the same key, compared ignoring case as IAM does
     // (the role's own spelling and value win).
     let own: Vec<String> = tags.keys().map(|k| k.to_lowercase()).collect();
-    let added_defaults = defaults.keys().filter(|k| !own.contains(&k.to_lowercase())).count();
+    let added_defaults = defaults
+        .keys()
+        .filter(|k| !own.contains(&k.to_lowercase()))
+        .count();
     let total = tags.len() + added_defaults + 1;
     if total > MAX_TAGS {
         out.push(Finding::deny(

@@ -119,6 +119,23 @@ pub struct Served {
 /// Writes a CA and serving certificate for 127.0.0.1 into a fresh directory (or lays it out with
 /// `layout`), then binds and serves the webhook.
 pub async fn serve_with(layout: impl FnOnce(&Path) -> PathBuf) -> Served {
+    serve_engine(layout, engine()).await
+}
+
+/// [`serve`] with an engine of the given guardrails.
+pub async fn serve_config(config: Config) -> Served {
+    let engine = Arc::new(Engine::new(config).expect("built-in schemas compile"));
+    serve_engine(
+        |root| {
+            let files = write_certs(&root.join("certs"), &hosts()).expect("certificates");
+            files.ca_cert
+        },
+        engine,
+    )
+    .await
+}
+
+async fn serve_engine(layout: impl FnOnce(&Path) -> PathBuf, engine: Arc<Engine>) -> Served {
     let dir = tempfile::tempdir().expect("temporary directory");
     let ca_cert = layout(dir.path());
     let cert_dir = dir.path().join("certs");
@@ -127,7 +144,7 @@ pub async fn serve_with(layout: impl FnOnce(&Path) -> PathBuf) -> Served {
         bind: "127.0.0.1:0".parse().expect("address"),
         admin_bind: "127.0.0.1:0".parse().expect("address"),
     };
-    let bound = admission::bind(&config, engine())
+    let bound = admission::bind(&config, engine)
         .await
         .expect("webhook binds");
     let (https, admin) = (bound.https_addr(), bound.admin_addr());

@@ -534,7 +534,10 @@ mod tests {
         let none = statement(Value::Null);
         assert_eq!(
             found(&none, &c, RuleId::TrustOidcConditions),
-            [deny("doc.Statement[0].Condition"), warn("doc.Statement[0].Condition")]
+            [
+                deny("doc.Statement[0].Condition"),
+                warn("doc.Statement[0].Condition")
+            ]
         );
     }
 

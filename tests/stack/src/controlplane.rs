@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::StackError;
 use crate::process::ManagedProcess;
 use crate::tools::Tools;
 use crate::wait::{self, free_port};
-use crate::StackError;
 
 const ADMIN_TOKEN: &str = "local-stack-admin-token";
 
@@ -25,16 +25,28 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Starts etcd, then kube-apiserver, and waits until `/readyz` answers ok.
-    pub fn start(tools: &Tools, dir: &Path, operator_bin: &Path) -> Result<ControlPlane, StackError> {
+    pub fn start(
+        tools: &Tools,
+        dir: &Path,
+        operator_bin: &Path,
+    ) -> Result<ControlPlane, StackError> {
         let (client_port, peer_port, port) = (free_port()?, free_port()?, free_port()?);
         let mut etcd_cmd = Command::new(&tools.etcd);
         etcd_cmd
             .arg(format!("--data-dir={}", dir.join("etcd").display()))
-            .arg(format!("--listen-client-urls=http://127.0.0.1:{client_port}"))
-            .arg(format!("--advertise-client-urls=http://127.0.0.1:{client_port}"))
+            .arg(format!(
+                "--listen-client-urls=http://127.0.0.1:{client_port}"
+            ))
+            .arg(format!(
+                "--advertise-client-urls=http://127.0.0.1:{client_port}"
+            ))
             .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
-            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"))
-            .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"
+            ))
+            .arg(format!(
+                "--initial-cluster=default=http://127.0.0.1:{peer_port}"
+            ))
             .arg("--unsafe-no-fsync");
         let mut etcd = ManagedProcess::spawn("etcd", etcd_cmd, dir)?;
         wait::until("etcd health", Duration::from_secs(30), || {
@@ -48,7 +60,9 @@ impl ControlPlane {
             .arg(&sa_dir)
             .args(["--host", "127.0.0.1"])
             .output()
-            .map_err(|e| StackError::io("run `infra-operator certs` for the service-account key", e))?;
+            .map_err(|e| {
+                StackError::io("run `infra-operator certs` for the service-account key", e)
+            })?;
         if !status.status.success() {
             return Err(StackError::Command(format!(
                 "infra-operator certs: {}",
@@ -56,8 +70,11 @@ impl ControlPlane {
             )));
         }
         let tokens = dir.join("tokens.csv");
-        fs::write(&tokens, format!("{ADMIN_TOKEN},admin,admin-uid,system:masters\n"))
-            .map_err(|e| StackError::io("write tokens.csv", e))?;
+        fs::write(
+            &tokens,
+            format!("{ADMIN_TOKEN},admin,admin-uid,system:masters\n"),
+        )
+        .map_err(|e| StackError::io("write tokens.csv", e))?;
         let cert_dir = dir.join("apiserver-certs");
         let mut apiserver_cmd = Command::new(&tools.kube_apiserver);
         apiserver_cmd
@@ -69,14 +86,23 @@ impl ControlPlane {
             .arg(format!("--token-auth-file={}", tokens.display()))
             .arg("--authorization-mode=RBAC")
             .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
-            .arg(format!("--service-account-key-file={}", sa_dir.join("ca.crt").display()))
-            .arg(format!("--service-account-signing-key-file={}", sa_dir.join("ca.key").display()))
+            .arg(format!(
+                "--service-account-key-file={}",
+                sa_dir.join("ca.crt").display()
+            ))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                sa_dir.join("ca.key").display()
+            ))
             .arg("--service-cluster-ip-range=10.96.0.0/24")
             .arg("--allow-privileged=true");
         let apiserver = ManagedProcess::spawn("kube-apiserver", apiserver_cmd, dir)?;
         let kubeconfig = dir.join("kubeconfig");
-        fs::write(&kubeconfig, kubeconfig_yaml(port, &cert_dir.join("apiserver.crt")))
-            .map_err(|e| StackError::io("write kubeconfig", e))?;
+        fs::write(
+            &kubeconfig,
+            kubeconfig_yaml(port, &cert_dir.join("apiserver.crt")),
+        )
+        .map_err(|e| StackError::io("write kubeconfig", e))?;
         let mut plane = ControlPlane {
             apiserver,
             etcd,

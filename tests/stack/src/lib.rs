@@ -95,7 +95,8 @@ impl Stack {
         let tools = Tools::locate()?;
         let (dir, path) = match &options.dir {
             Some(path) => {
-                std::fs::create_dir_all(path).map_err(|e| StackError::io(format!("create {}", path.display()), e))?;
+                std::fs::create_dir_all(path)
+                    .map_err(|e| StackError::io(format!("create {}", path.display()), e))?;
                 (None, path.clone())
             }
             None => {
@@ -164,12 +165,18 @@ impl Stack {
                 .write_all(stdin.as_bytes())
                 .map_err(|e| StackError::io("write kubectl's input", e))?;
         }
-        child.wait_with_output().map_err(|e| StackError::io("wait for kubectl", e))
+        child
+            .wait_with_output()
+            .map_err(|e| StackError::io("wait for kubectl", e))
     }
 
     /// Runs kubectl with `args`; fails unless it succeeds, returning its stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> Result<String, StackError> {
-        let out = self.kubectl().args(args).output().map_err(|e| StackError::io("run kubectl", e))?;
+        let out = self
+            .kubectl()
+            .args(args)
+            .output()
+            .map_err(|e| StackError::io("run kubectl", e))?;
         if !out.status.success() {
             return Err(StackError::Command(format!(
                 "kubectl {}: {}",
@@ -207,7 +214,11 @@ impl Stack {
 
     /// Starts the operator (again) and registers its webhooks for its new ports.
     pub fn start_operator(&mut self) -> Result<(), StackError> {
-        let args = self.options.operator_args.clone().unwrap_or_else(|| vec!["webhook".into()]);
+        let args = self
+            .options
+            .operator_args
+            .clone()
+            .unwrap_or_else(|| vec!["webhook".into()]);
         let options = OperatorOptions {
             bin: self.options.operator_bin.clone(),
             args,
@@ -236,13 +247,25 @@ impl Stack {
             .operator
             .as_ref()
             .ok_or_else(|| StackError::Command("no operator is running".into()))?;
-        let file = self.options.repo_root.join("manifests/deploy/webhooks.yaml");
-        let deployed = self.kubectl_ok(&["create", "--dry-run=client", "-o", "json", "-f", &file.display().to_string()])?;
+        let file = self
+            .options
+            .repo_root
+            .join("manifests/deploy/webhooks.yaml");
+        let deployed = self.kubectl_ok(&[
+            "create",
+            "--dry-run=client",
+            "-o",
+            "json",
+            "-f",
+            &file.display().to_string(),
+        ])?;
         // kubectl prints one JSON object per document.
         let items = serde_json::Deserializer::from_str(&deployed)
             .into_iter::<serde_json::Value>()
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StackError::Command(format!("kubectl's JSON for {}: {e}", file.display())))?;
+            .map_err(|e| {
+                StackError::Command(format!("kubectl's JSON for {}: {e}", file.display()))
+            })?;
         let deployed = serde_json::json!({ "items": items });
         let local = operator.local_webhook_configurations(&deployed)?;
         let out = self.kubectl_with_input(&["apply", "-f", "-"], &local.to_string())?;
@@ -255,20 +278,40 @@ impl Stack {
         // The API server picks up new configurations asynchronously: wait until it refuses a role that
         // only the validating webhook refuses.
         let probe = PROBE_ROLE;
-        until("the API server to call the webhooks", Duration::from_secs(30), || {
-            let out = self.kubectl_with_input(&["create", "--dry-run=server", "-f", "-"], probe)?;
-            Ok(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("[action-wildcard]"))
-        })
+        until(
+            "the API server to call the webhooks",
+            Duration::from_secs(30),
+            || {
+                let out =
+                    self.kubectl_with_input(&["create", "--dry-run=server", "-f", "-"], probe)?;
+                Ok(!out.status.success()
+                    && String::from_utf8_lossy(&out.stderr).contains("[action-wildcard]"))
+            },
+        )
     }
 
     /// Removes the operator's webhook configurations (so only the CRD schema guards the API).
     pub fn unregister_webhooks(&self) -> Result<(), StackError> {
-        let file = self.options.repo_root.join("manifests/deploy/webhooks.yaml");
-        self.kubectl_ok(&["delete", "--ignore-not-found", "--wait", "-f", &file.display().to_string()])?;
-        until("the API server to stop calling the webhooks", Duration::from_secs(30), || {
-            let out = self.kubectl_with_input(&["create", "--dry-run=server", "-f", "-"], PROBE_ROLE)?;
-            Ok(out.status.success())
-        })
+        let file = self
+            .options
+            .repo_root
+            .join("manifests/deploy/webhooks.yaml");
+        self.kubectl_ok(&[
+            "delete",
+            "--ignore-not-found",
+            "--wait",
+            "-f",
+            &file.display().to_string(),
+        ])?;
+        until(
+            "the API server to stop calling the webhooks",
+            Duration::from_secs(30),
+            || {
+                let out = self
+                    .kubectl_with_input(&["create", "--dry-run=server", "-f", "-"], PROBE_ROLE)?;
+                Ok(out.status.success())
+            },
+        )
     }
 
     /// Log tails of every process, for failure reports.
@@ -300,7 +343,11 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("=== local stack logs ({}):\n{}", self.path.display(), self.diagnostics(40));
+            eprintln!(
+                "=== local stack logs ({}):\n{}",
+                self.path.display(),
+                self.diagnostics(40)
+            );
             if let Some(dir) = self.dir.take() {
                 let kept = dir.keep();
                 eprintln!("=== stack directory kept at {}", kept.display());

@@ -39,7 +39,9 @@ fn parse_args() -> Result<Args, String> {
             "--repo-root" => args.repo_root = PathBuf::from(value()?),
             "--operator-bin" => args.operator_bin = PathBuf::from(value()?),
             "--out" => args.out = PathBuf::from(value()?),
-            "--operator-args" => args.operator_args = value()?.split_whitespace().map(str::to_owned).collect(),
+            "--operator-args" => {
+                args.operator_args = value()?.split_whitespace().map(str::to_owned).collect()
+            }
             other => {
                 return Err(format!(
                     "unknown argument {other}; usage: local-stack [--repo-root DIR] [--operator-bin FILE] [--out DIR] [--operator-args \"run ...\"]"
@@ -129,7 +131,10 @@ fn run(args: Args) -> Result<(), StackError> {
     )
     .map_err(io("write env"))?;
 
-    let operator = stack.operator().map(|o| (o.https_port, o.admin_port)).unwrap_or_default();
+    let operator = stack
+        .operator()
+        .map(|o| (o.https_port, o.admin_port))
+        .unwrap_or_default();
     println!(
         "\ninfra-operator is running on a local control plane.\n\n  source {}\n  kubectl get awsproviders\n  \
          kubectl apply -f manifests/examples/iamrole-e2e-ec2-role.yaml\n  kubectl get iamrole e2e-ec2-role -o yaml\n  \
@@ -143,8 +148,14 @@ fn run(args: Args) -> Result<(), StackError> {
 
     // SAFETY: the handler only stores to an atomic.
     unsafe {
-        libc::signal(libc::SIGINT, request_stop as extern "C" fn(libc::c_int) as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, request_stop as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(
+            libc::SIGINT,
+            request_stop as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            request_stop as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
     }
     while !STOP.load(Ordering::SeqCst) {
         thread::sleep(Duration::from_millis(200));

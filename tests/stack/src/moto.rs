@@ -4,10 +4,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::StackError;
 use crate::process::ManagedProcess;
 use crate::tools::Tools;
 use crate::wait::{self, free_port};
-use crate::StackError;
 
 /// A running moto server.
 pub struct Moto {

@@ -11,9 +11,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::StackError;
 use crate::process::ManagedProcess;
 use crate::wait::{self, free_port};
-use crate::StackError;
 
 /// How to run the operator.
 #[derive(Clone, Debug)]
@@ -37,7 +37,11 @@ pub struct Operator {
 
 impl Operator {
     /// Writes certificates (once per directory), starts the operator and waits for `/readyz`.
-    pub fn start(options: &OperatorOptions, dir: &Path, kubeconfig: &Path) -> Result<Operator, StackError> {
+    pub fn start(
+        options: &OperatorOptions,
+        dir: &Path,
+        kubeconfig: &Path,
+    ) -> Result<Operator, StackError> {
         let cert_dir = dir.join("webhook-certs");
         if !cert_dir.join("tls.crt").exists() {
             let out = Command::new(&options.bin)
@@ -62,7 +66,10 @@ impl Operator {
             .args(["--bind", &format!("127.0.0.1:{https_port}")])
             .args(["--admin-bind", &format!("127.0.0.1:{admin_port}")])
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
         let mut process = ManagedProcess::spawn("operator", command, dir)?;
         wait::until("operator /readyz", Duration::from_secs(30), || {
             process.ensure_running()?;
@@ -99,7 +106,8 @@ impl Operator {
     /// The webhook configurations of `manifests/deploy/webhooks.yaml` (already converted to a JSON list
     /// by kubectl) with `clientConfig` pointing at this operator and trusting its CA.
     pub fn local_webhook_configurations(&self, deployed: &Value) -> Result<Value, StackError> {
-        let ca = fs::read(self.cert_dir.join("ca.crt")).map_err(|e| StackError::io("read webhook ca.crt", e))?;
+        let ca = fs::read(self.cert_dir.join("ca.crt"))
+            .map_err(|e| StackError::io("read webhook ca.crt", e))?;
         let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca);
         let mut items = Vec::new();
         for item in deployed["items"].as_array().into_iter().flatten() {
@@ -109,7 +117,10 @@ impl Operator {
                 meta.remove("creationTimestamp");
             }
             for webhook in item["webhooks"].as_array_mut().into_iter().flatten() {
-                let path = webhook["clientConfig"]["service"]["path"].as_str().unwrap_or("/validate").to_owned();
+                let path = webhook["clientConfig"]["service"]["path"]
+                    .as_str()
+                    .unwrap_or("/validate")
+                    .to_owned();
                 webhook["clientConfig"] = json!({
                     "url": format!("https://127.0.0.1:{}{path}", self.https_port),
                     "caBundle": ca_bundle,
@@ -118,7 +129,9 @@ impl Operator {
             items.push(item);
         }
         if items.is_empty() {
-            return Err(StackError::Command("manifests/deploy/webhooks.yaml holds no webhook configuration".into()));
+            return Err(StackError::Command(
+                "manifests/deploy/webhooks.yaml holds no webhook configuration".into(),
+            ));
         }
         Ok(json!({"apiVersion": "v1", "kind": "List", "items": items}))
     }

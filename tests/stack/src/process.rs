@@ -27,7 +27,9 @@ impl ManagedProcess {
             .append(true)
             .open(&log)
             .map_err(|e| StackError::io(format!("open {}", log.display()), e))?;
-        let err_file = file.try_clone().map_err(|e| StackError::io("clone log handle", e))?;
+        let err_file = file
+            .try_clone()
+            .map_err(|e| StackError::io("clone log handle", e))?;
         command.stdin(Stdio::null()).stdout(file).stderr(err_file);
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
         unsafe {
@@ -38,9 +40,9 @@ impl ManagedProcess {
                 Ok(())
             });
         }
-        let child = command
-            .spawn()
-            .map_err(|e| StackError::io(format!("start {name} ({:?})", command.get_program()), e))?;
+        let child = command.spawn().map_err(|e| {
+            StackError::io(format!("start {name} ({:?})", command.get_program()), e)
+        })?;
         Ok(ManagedProcess {
             name: name.to_owned(),
             child,

@@ -28,7 +28,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(dir) = env::var_os("INFRA_OPERATOR_CACHE") {
         return PathBuf::from(dir);
     }
-    let home = env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+    let home = env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
     home.join(".cache/infra-operator")
 }
 
@@ -46,7 +48,12 @@ impl Tools {
             kubectl: cache.join("venv/bin/kubectl"),
             moto_server: cache.join("venv/bin/moto_server"),
         };
-        for path in [&tools.etcd, &tools.kube_apiserver, &tools.kubectl, &tools.moto_server] {
+        for path in [
+            &tools.etcd,
+            &tools.kube_apiserver,
+            &tools.kubectl,
+            &tools.moto_server,
+        ] {
             if !path.is_file() {
                 return Err(StackError::MissingTool(format!(
                     "{} not found; run `make tools` to build and install the local stack's programs",
