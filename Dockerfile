@@ -13,4 +13,4 @@ COPY --from=build /src/target/release/infra-operator /usr/local/bin/infra-operat
 USER 65532:65532
 EXPOSE 8443 8080
 ENTRYPOINT ["/usr/local/bin/infra-operator"]
-CMD ["webhook", "--cert-dir=/etc/infra-operator/certs"]
+CMD ["run", "--cert-dir=/etc/infra-operator/certs"]

@@ -17,7 +17,7 @@ build:
 
 # Every test: unit, guardrail corpus, webhook over TLS, and end to end on a real kube-apiserver.
 test: tools
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --all-targets
 
 # Tests that need no local stack (pure code, the webhook over TLS).
 unit:
@@ -53,8 +53,10 @@ run: tools
 	$(CARGO) build --release -p local-stack
 	$(TARGET_DIR)/release/local-stack --repo-root . --operator-bin $(TARGET_DIR)/release/infra-operator --out $(LOCAL)
 
+# Short runs: the guardrail engine (criterion) and the webhook under load over TLS (1 s phases).
 bench:
-	$(CARGO) bench --bench guardrails
+	$(CARGO) bench --bench guardrails -- --warm-up-time 1 --measurement-time 3
+	$(CARGO) bench --bench webhook_load -- --quick
 
 clean:
 	$(CARGO) clean

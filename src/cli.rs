@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::guardrails::duration::parse_go_duration;
 use crate::validate::Format;
 
 /// AWS IAM roles declared as Kubernetes objects.
@@ -15,16 +17,32 @@ pub struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "INFRA_OPERATOR_LOG_JSON")]
     pub log_json: bool,
-    /// What to run.
+    /// What to run; `run` when omitted.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The subcommand given, or `run` with its flags taken from the environment and defaults.
+    pub fn command_or_run(self) -> Result<Command, clap::Error> {
+        match self.command {
+            Some(command) => Ok(command),
+            None => Cli::try_parse_from(["infra-operator", "run"])?
+                .command
+                .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::MissingSubcommand)),
+        }
+    }
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the webhook and run the reconciler in one process (the default).
+    Run(RunArgs),
     /// Serve the HTTPS admission webhook (mutate + validate) and the admin endpoints.
     Webhook(WebhookArgs),
+    /// Run the reconciler only (with the admin endpoints).
+    Controller(ControllerOnlyArgs),
     /// Check manifests offline with the same guardrails as the webhook.
     Validate(ValidateArgs),
     /// Print the CRD manifests generated from the API types.
@@ -52,6 +70,76 @@ pub struct WebhookArgs {
     /// Guardrails file; the built-in defaults of `policies/guardrails.yaml` when not given.
     #[arg(long, env = "INFRA_OPERATOR_GUARDRAILS")]
     pub guardrails: Option<PathBuf>,
+}
+
+/// Flags of `run`: the webhook's and the reconciler's.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Webhook flags.
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+    /// Reconciler flags.
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+}
+
+/// Flags of `controller`.
+#[derive(Debug, Args)]
+pub struct ControllerOnlyArgs {
+    /// Address of the plain-HTTP admin server (/healthz, /readyz, /metrics).
+    #[arg(
+        long,
+        env = "INFRA_OPERATOR_ADMIN_BIND",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub admin_bind: SocketAddr,
+    /// Reconciler flags.
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+}
+
+/// Flags of the reconciler (`run`, `controller`). The Kubernetes API is reached through
+/// `KUBECONFIG` or the in-cluster configuration.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "infra-operator-system")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "INFRA_OPERATOR_LEASE_NAME",
+        default_value = "infra-operator-leader"
+    )]
+    pub lease_name: String,
+    /// This replica's identity in the Lease; the host name and process ID when not given.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// How long the Lease stays valid without renewal (Go duration, e.g. `15s`).
+    #[arg(
+        long,
+        env = "INFRA_OPERATOR_LEASE_DURATION",
+        default_value = "15s",
+        value_parser = lease_duration
+    )]
+    pub lease_duration: Duration,
+    /// How many objects of each kind are reconciled at once.
+    #[arg(
+        long,
+        env = "INFRA_OPERATOR_CONCURRENCY",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub concurrency: u16,
+}
+
+/// A Lease duration: a Go duration of at least one second.
+fn lease_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_go_duration(text).map_err(|e| e.to_string())?;
+    if duration < Duration::from_secs(1) {
+        return Err("the lease duration must be at least 1s".to_owned());
+    }
+    Ok(duration)
 }
 
 /// Flags of `validate`.
@@ -105,11 +193,59 @@ mod tests {
             "dir",
         ])
         .unwrap();
-        let Command::Validate(args) = cli.command else {
+        let Some(Command::Validate(args)) = cli.command else {
             panic!("validate expected")
         };
         assert_eq!(args.format, Format::Json);
         assert_eq!(args.paths.len(), 2);
         assert!(Cli::try_parse_from(["infra-operator", "validate"]).is_err());
+    }
+
+    #[test]
+    fn run_takes_webhook_and_controller_flags() {
+        let cli = Cli::try_parse_from([
+            "infra-operator",
+            "run",
+            "--cert-dir",
+            "certs",
+            "--lease-namespace",
+            "ops",
+            "--identity",
+            "replica-a",
+            "--lease-duration",
+            "1m30s",
+            "--concurrency",
+            "2",
+        ])
+        .unwrap();
+        let Some(Command::Run(args)) = cli.command else {
+            panic!("run expected")
+        };
+        assert_eq!(args.webhook.cert_dir, PathBuf::from("certs"));
+        assert_eq!(args.controller.lease_namespace, "ops");
+        assert_eq!(args.controller.identity.as_deref(), Some("replica-a"));
+        assert_eq!(args.controller.lease_duration, Duration::from_secs(90));
+        assert_eq!(args.controller.concurrency, 2);
+        assert_eq!(args.controller.lease_name, "infra-operator-leader");
+    }
+
+    #[test]
+    fn bad_reconciler_flags_are_refused() {
+        for (flag, value) in [
+            ("--lease-duration", "500ms"),
+            ("--lease-duration", "soon"),
+            ("--concurrency", "0"),
+        ] {
+            let parsed = Cli::try_parse_from(["infra-operator", "controller", flag, value]);
+            assert!(parsed.is_err(), "{flag} {value} accepted");
+        }
+    }
+
+    #[test]
+    fn no_subcommand_means_run() {
+        let cli = Cli::try_parse_from(["infra-operator"]).unwrap();
+        assert!(cli.command.is_none());
+        let command = cli.command_or_run().unwrap();
+        assert!(matches!(command, Command::Run(_)), "{command:?}");
     }
 }

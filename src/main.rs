@@ -8,19 +8,30 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use infra_operator::admission::{self, WebhookConfig};
-use infra_operator::cli::{CertsArgs, Cli, Command, ValidateArgs, WebhookArgs};
+use infra_operator::admission::admin::{self, Readiness};
+use infra_operator::admission::{self, Metrics, WebhookConfig};
+use infra_operator::aws::web_identity_token_file_from_env;
+use infra_operator::cli::{
+    CertsArgs, Cli, Command, ControllerArgs, ControllerOnlyArgs, RunArgs, ValidateArgs, WebhookArgs,
+};
+use infra_operator::controller::leader::LeaseSettings;
+use infra_operator::controller::metrics::ControllerMetrics;
+use infra_operator::controller::runner::{self, ControllerSettings};
 use infra_operator::guardrails::{Config, Engine};
 use infra_operator::{api, certs, telemetry, validate};
+use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_json);
-    let outcome = match cli.command {
+    let command = cli.command_or_run().unwrap_or_else(|e| e.exit());
+    let outcome = match command {
         Command::Validate(args) => run_validate(&args),
         Command::Crd => print_crds().map(|()| ExitCode::SUCCESS),
         Command::Certs(args) => write_certs(&args).map(|()| ExitCode::SUCCESS),
         Command::Webhook(args) => run_webhook(&args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run_all(&args).map(|()| ExitCode::SUCCESS),
+        Command::Controller(args) => run_controller(&args).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("infra-operator: {e:#}");
@@ -64,17 +75,125 @@ fn write_certs(args: &CertsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_webhook(args: &WebhookArgs) -> anyhow::Result<()> {
-    let engine = Arc::new(load_engine(args.guardrails.as_deref())?);
-    let config = WebhookConfig {
+fn webhook_config(args: &WebhookArgs) -> WebhookConfig {
+    WebhookConfig {
         cert_dir: args.cert_dir.clone(),
         bind: args.bind,
         admin_bind: args.admin_bind,
-    };
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("cannot start the async runtime")
+}
+
+fn run_webhook(args: &WebhookArgs) -> anyhow::Result<()> {
+    let engine = Arc::new(load_engine(args.guardrails.as_deref())?);
+    let config = webhook_config(args);
+    runtime()?.block_on(async move {
         let bound = admission::bind(&config, engine).await?;
         bound.serve(admission::shutdown_signal()).await?;
         anyhow::Ok(())
     })
+}
+
+/// The webhook and the reconciler in one process, sharing the metrics registry and one shutdown
+/// signal.
+fn run_all(args: &RunArgs) -> anyhow::Result<()> {
+    let engine = Arc::new(load_engine(args.webhook.guardrails.as_deref())?);
+    let config = webhook_config(&args.webhook);
+    let settings = controller_settings(&args.controller);
+    let mut metrics = Metrics::new();
+    let controller_metrics = ControllerMetrics::register(metrics.registry_mut());
+    runtime()?.block_on(async move {
+        let client = kube::Client::try_default()
+            .await
+            .context("cannot configure the Kubernetes client")?;
+        let bound = admission::bind_with_metrics(&config, engine, Arc::new(metrics)).await?;
+        let shutdown = shutdown_channel();
+        let reconciler = tokio::spawn(runner::run(
+            client,
+            settings,
+            controller_metrics,
+            shutdown.clone(),
+        ));
+        bound.serve(stopped(shutdown)).await?;
+        reconciler
+            .await
+            .context("the reconciler ended abnormally")?;
+        anyhow::Ok(())
+    })
+}
+
+/// The reconciler alone, with the admin endpoints.
+fn run_controller(args: &ControllerOnlyArgs) -> anyhow::Result<()> {
+    let settings = controller_settings(&args.controller);
+    let mut metrics = Metrics::new();
+    let controller_metrics = ControllerMetrics::register(metrics.registry_mut());
+    let admin_bind = args.admin_bind;
+    runtime()?.block_on(async move {
+        let client = kube::Client::try_default()
+            .await
+            .context("cannot configure the Kubernetes client")?;
+        let listener = tokio::net::TcpListener::bind(admin_bind)
+            .await
+            .with_context(|| format!("cannot listen on {admin_bind}"))?;
+        let readiness = Readiness::default();
+        readiness.set(true);
+        let shutdown = shutdown_channel();
+        let admin = axum::serve(listener, admin::router(Arc::new(metrics), readiness))
+            .with_graceful_shutdown(stopped(shutdown.clone()));
+        let reconciler = tokio::spawn(runner::run(
+            client,
+            settings,
+            controller_metrics,
+            shutdown.clone(),
+        ));
+        admin.await.context("admin server")?;
+        reconciler
+            .await
+            .context("the reconciler ended abnormally")?;
+        anyhow::Ok(())
+    })
+}
+
+/// A flag that turns true on SIGTERM or SIGINT.
+fn shutdown_channel() -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        admission::shutdown_signal().await;
+        sender.send_replace(true);
+    });
+    receiver
+}
+
+/// Completes once `shutdown` turns true.
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _closed_or_set = shutdown.wait_for(|stop| *stop).await;
+}
+
+fn controller_settings(args: &ControllerArgs) -> ControllerSettings {
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    ControllerSettings {
+        lease: LeaseSettings {
+            namespace: args.lease_namespace.clone(),
+            name: args.lease_name.clone(),
+            identity,
+            lease_duration: args.lease_duration,
+            renew_every: args.lease_duration / 3,
+        },
+        concurrency: args.concurrency,
+        web_identity_token_file: web_identity_token_file_from_env(),
+    }
+}
+
+/// `<host name>-<process ID>`, unique enough among replicas that were not given `POD_NAME`.
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "infra-operator".to_owned());
+    format!("{host}-{}", std::process::id())
 }

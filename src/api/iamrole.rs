@@ -122,4 +122,7 @@ pub struct IAMRoleStatus {
     /// The generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Managed policy ARNs this object attached: the only ones it ever detaches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached_policy_arns: Vec<String>,
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// Partitions IAM knows.
-const PARTITIONS: &[&str] = &[
+pub const PARTITIONS: &[&str] = &[
     "aws",
     "aws-cn",
     "aws-us-gov",

@@ -4,22 +4,11 @@
 
 use serde_json::{Map, Value};
 
+use super::super::arn::PARTITIONS;
 use super::super::{Config, FieldPath, Finding, RuleId};
 use super::glob::{self, Coverage};
 use super::model::{Statement, statements};
 use super::quote;
-
-/// Partitions whose role ARNs `passrole-wildcard` looks for.
-const PARTITIONS: &[&str] = &[
-    "aws",
-    "aws-cn",
-    "aws-us-gov",
-    "aws-iso",
-    "aws-iso-b",
-    "aws-iso-e",
-    "aws-iso-f",
-    "aws-eusc",
-];
 
 /// Runs every permission rule on each Allow statement of `document`.
 pub fn check(

@@ -30,7 +30,7 @@ fn parse_args() -> Result<Args, String> {
         repo_root: PathBuf::from("."),
         operator_bin: PathBuf::from("target/release/infra-operator"),
         out: PathBuf::from("target/local"),
-        operator_args: vec!["webhook".into()],
+        operator_args: vec!["run".into(), "--lease-namespace".into(), "default".into()],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {

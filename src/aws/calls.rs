@@ -1,0 +1,168 @@
+//! Accounting of AWS calls: every IAM/STS call is reported to an optional observer by operation and
+//! result, so the controller can count calls (reads and writes apart). Does no I/O itself.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+use super::error::AwsError;
+
+/// Told about every AWS call once it finished: `(operation, result)` where operation is the API
+/// name (`GetRole`, `TagRole`, …; one call per page of a list) and result is [`RESULT_OK`] or
+/// [`RESULT_ERROR`].
+pub type CallObserver = Arc<dyn Fn(&'static str, &'static str) + Send + Sync>;
+
+/// Result label of a call that succeeded.
+pub const RESULT_OK: &str = "ok";
+
+/// Result label of a call that failed.
+pub const RESULT_ERROR: &str = "error";
+
+/// Whether an IAM/STS operation changes anything in AWS. Reads are the `Get…` and `List…` calls and
+/// STS's `AssumeRole…` (which only hands out credentials); every other operation counts as a write.
+pub fn is_write(operation: &str) -> bool {
+    !["Get", "List", "AssumeRole"]
+        .iter()
+        .any(|prefix| operation.starts_with(prefix))
+}
+
+/// Reports calls to the observer, if any.
+#[derive(Clone, Default)]
+pub(crate) struct Recorder {
+    observer: Option<CallObserver>,
+}
+
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder")
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
+
+impl Recorder {
+    /// A recorder reporting to `observer`.
+    pub(crate) fn new(observer: Option<CallObserver>) -> Self {
+        Recorder { observer }
+    }
+
+    /// Reports one finished call.
+    pub(crate) fn record(&self, operation: &'static str, ok: bool) {
+        if let Some(observer) = &self.observer {
+            observer(operation, if ok { RESULT_OK } else { RESULT_ERROR });
+        }
+    }
+
+    /// Reports the outcome of one SDK call and maps its error.
+    pub(crate) fn outcome<T, E>(
+        &self,
+        operation: &'static str,
+        result: Result<T, SdkError<E, HttpResponse>>,
+    ) -> Result<T, AwsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.record(operation, result.is_ok());
+        result.map_err(|err| AwsError::from_sdk(operation, err))
+    }
+
+    /// Awaits one SDK call, reports it and maps its error.
+    pub(crate) async fn call<T, E>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    ) -> Result<T, AwsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.outcome(operation, call.await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use aws_sdk_iam::operation::get_role::GetRoleError;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::*;
+    use crate::controller::change::Change;
+
+    #[test]
+    fn reads_and_writes() {
+        for read in [
+            "GetRole",
+            "GetRolePolicy",
+            "ListRoleTags",
+            "ListAttachedRolePolicies",
+            "ListRolePolicies",
+            "ListInstanceProfilesForRole",
+            "GetCallerIdentity",
+            "AssumeRoleWithWebIdentity",
+        ] {
+            assert!(!is_write(read), "{read}");
+        }
+        let changes = [
+            Change::UpdateRole {
+                description: None,
+                max_session_duration: 3600,
+            },
+            Change::UpdateTrustPolicy {
+                document: String::new(),
+            },
+            Change::AttachPolicy { arn: String::new() },
+            Change::DetachPolicy { arn: String::new() },
+            Change::PutInlinePolicy {
+                name: String::new(),
+                document: String::new(),
+            },
+            Change::DeleteInlinePolicy {
+                name: String::new(),
+            },
+            Change::PutBoundary { arn: String::new() },
+            Change::DeleteBoundary,
+            Change::TagRole {
+                tags: Default::default(),
+            },
+            Change::UntagRole { keys: Vec::new() },
+        ];
+        for change in &changes {
+            assert!(is_write(change.operation()), "{}", change.operation());
+        }
+        for write in ["CreateRole", "DeleteRole", "RemoveRoleFromInstanceProfile"] {
+            assert!(is_write(write), "{write}");
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_are_reported_with_their_result() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let recorder = Recorder::new(Some(Arc::new(move |operation, result| {
+            sink.lock()
+                .expect("not poisoned")
+                .push(format!("{operation}={result}"));
+        })));
+        let ok: Result<u8, SdkError<GetRoleError, HttpResponse>> = Ok(1);
+        assert_eq!(recorder.call("GetRole", async { ok }).await, Ok(1));
+        let failed: Result<u8, SdkError<GetRoleError, HttpResponse>> =
+            Err(SdkError::service_error(
+                GetRoleError::generic(ErrorMetadata::builder().code("Throttling").build()),
+                HttpResponse::new(400.try_into().expect("status"), SdkBody::empty()),
+            ));
+        let err = recorder
+            .call("TagRole", async { failed })
+            .await
+            .expect_err("fails");
+        assert_eq!(err.reason(), "Throttling");
+        assert_eq!(
+            *seen.lock().expect("not poisoned"),
+            vec!["GetRole=ok".to_owned(), "TagRole=error".to_owned()]
+        );
+    }
+}

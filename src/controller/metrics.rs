@@ -1,0 +1,165 @@
+//! Prometheus metrics of the reconciler: reconciles by kind and result, their duration, and every
+//! AWS API call by operation and result. Registered into the process's registry (the one the admin
+//! port serves); in memory only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::aws::CallObserver;
+
+/// `result` label of a reconcile that succeeded.
+pub const RESULT_SUCCESS: &str = "success";
+/// `result` label of a reconcile that failed.
+pub const RESULT_ERROR: &str = "error";
+
+/// Labels of `reconciles_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+/// Labels of `reconcile_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+/// Labels of `aws_api_calls_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    operation: &'static str,
+    result: &'static str,
+}
+
+/// `reconciles_total{kind,result}`, `reconcile_duration_seconds{kind}` and
+/// `aws_api_calls_total{operation,result}` (one per IAM/STS call, one per page of a list).
+#[derive(Clone, Debug)]
+pub struct ControllerMetrics {
+    reconciles: Family<ReconcileLabels, Counter>,
+    duration: Family<KindLabels, Histogram, fn() -> Histogram>,
+    aws_calls: Family<CallLabels, Counter>,
+}
+
+impl ControllerMetrics {
+    /// Creates the metrics and registers them into `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = ControllerMetrics {
+            reconciles: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram),
+            aws_calls: Family::default(),
+        };
+        registry.register(
+            "reconciles",
+            "Reconciles run, by kind and result",
+            metrics.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time taken by one reconcile, by kind",
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "aws_api_calls",
+            "AWS IAM and STS API calls, by operation and result",
+            metrics.aws_calls.clone(),
+        );
+        metrics
+    }
+
+    /// Records one finished reconcile of `kind` (`IAMRole`, `AWSProvider`).
+    pub fn observe_reconcile(&self, kind: &'static str, success: bool, elapsed: Duration) {
+        let result = if success {
+            RESULT_SUCCESS
+        } else {
+            RESULT_ERROR
+        };
+        self.reconciles
+            .get_or_create(&ReconcileLabels { kind, result })
+            .inc();
+        self.duration
+            .get_or_create(&KindLabels { kind })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one AWS call.
+    pub fn observe_aws_call(&self, operation: &'static str, result: &'static str) {
+        self.aws_calls
+            .get_or_create(&CallLabels { operation, result })
+            .inc();
+    }
+
+    /// An observer for [`crate::aws::AwsClients::new`] feeding `aws_api_calls_total`.
+    pub fn call_observer(&self) -> CallObserver {
+        let metrics = self.clone();
+        Arc::new(move |operation, result| metrics.observe_aws_call(operation, result))
+    }
+}
+
+/// Buckets from 5 ms to about 80 s.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn reconciles_and_calls_show_up_in_the_exposition() {
+        let mut registry = Registry::default();
+        let metrics = ControllerMetrics::register(&mut registry);
+        metrics.observe_reconcile("IAMRole", true, Duration::from_millis(20));
+        metrics.observe_reconcile("IAMRole", false, Duration::from_millis(20));
+        metrics.observe_reconcile("IAMRole", true, Duration::from_millis(20));
+        let observer = metrics.call_observer();
+        observer("TagRole", "ok");
+        observer("TagRole", "ok");
+        observer("GetRole", "error");
+        let mut text = String::new();
+        encode(&mut text, &registry).expect("encodes");
+        assert_eq!(
+            sample(
+                &text,
+                r#"reconciles_total{kind="IAMRole",result="success"}"#
+            ),
+            Some(2.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, r#"reconciles_total{kind="IAMRole",result="error"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, r#"reconcile_duration_seconds_count{kind="IAMRole"}"#),
+            Some(3.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"aws_api_calls_total{operation="TagRole",result="ok"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"aws_api_calls_total{operation="GetRole",result="error"}"#
+            ),
+            Some(1.0)
+        );
+    }
+}

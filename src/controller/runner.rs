@@ -1,0 +1,192 @@
+//! Runs the reconciler: takes part in leader election and, while this replica leads, runs the
+//! AWSProvider and IAMRole controllers (watches filtered so that status writes trigger nothing;
+//! Secret changes requeue the providers that reference them; providers requeue their roles). The
+//! controllers stop when leadership is lost or on shutdown. Talks to the Kubernetes API.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Config, Controller, WatchStreamExt, predicates, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::context::{ClientCache, Context, providers_of_secret};
+use super::leader::{self, LeaseSettings};
+use super::metrics::ControllerMetrics;
+use super::{provider, role};
+use crate::api::{AWSProvider, IAMRole};
+
+/// Name of this controller in Events (`reportingController`).
+pub const CONTROLLER_NAME: &str = "infra-operator";
+
+/// How the reconciler runs.
+#[derive(Clone, Debug)]
+pub struct ControllerSettings {
+    /// Leader election: where the Lease lives, this replica's identity, timings.
+    pub lease: LeaseSettings,
+    /// How many objects of each kind are reconciled at once.
+    pub concurrency: u16,
+    /// The web identity token file for providers with `roleARN` (IRSA).
+    pub web_identity_token_file: Option<PathBuf>,
+}
+
+/// Runs leader election and, while leading, the controllers, until `shutdown` turns true (or its
+/// sender is dropped). Returns once the controllers stopped and the Lease was released.
+pub async fn run(
+    client: Client,
+    settings: ControllerSettings,
+    metrics: ControllerMetrics,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (leading_sender, leading) = watch::channel(false);
+    let election = tokio::spawn(leader::run(
+        client.clone(),
+        settings.lease.clone(),
+        leading_sender,
+        shutdown.clone(),
+    ));
+    let cache = Arc::new(ClientCache::default());
+    loop {
+        let mut until_leading = leading.clone();
+        let mut until_shutdown = shutdown.clone();
+        let lead = tokio::select! {
+            result = until_leading.wait_for(|lead| *lead) => result.is_ok(),
+            _ = until_shutdown.wait_for(|stop| *stop) => false,
+        };
+        if !lead || shutting_down(&shutdown) {
+            break;
+        }
+        tracing::info!(identity = %settings.lease.identity, "leading: starting the controllers");
+        let (stop_providers, providers_stopped) = oneshot::channel::<()>();
+        let (stop_roles, roles_stopped) = oneshot::channel::<()>();
+        let mut lost = leading.clone();
+        let mut stop = shutdown.clone();
+        let term_end = tokio::spawn(async move {
+            tokio::select! {
+                _ = lost.wait_for(|lead| !*lead) => {}
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
+            let _ = stop_providers.send(());
+            let _ = stop_roles.send(());
+        });
+        run_controllers(
+            client.clone(),
+            &settings,
+            metrics.clone(),
+            Arc::clone(&cache),
+            async move {
+                let _ = providers_stopped.await;
+            },
+            async move {
+                let _ = roles_stopped.await;
+            },
+        )
+        .await;
+        term_end.abort();
+        if shutting_down(&shutdown) {
+            break;
+        }
+        tracing::info!("leadership lost: controllers stopped");
+    }
+    if let Err(error) = election.await {
+        tracing::warn!(%error, "leader election ended abnormally");
+    }
+    tracing::info!("reconciler stopped");
+}
+
+fn shutting_down(shutdown: &watch::Receiver<bool>) -> bool {
+    *shutdown.borrow() || shutdown.has_changed().is_err()
+}
+
+/// Runs both controllers until their stop futures complete (reconciles in flight finish first).
+async fn run_controllers(
+    client: Client,
+    settings: &ControllerSettings,
+    metrics: ControllerMetrics,
+    cache: Arc<ClientCache>,
+    stop_providers: impl Future<Output = ()> + Send + Sync + 'static,
+    stop_roles: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let config = Config::default().concurrency(settings.concurrency);
+    let (role_reader, role_writer) = reflector::store::<IAMRole>();
+    let roles = watcher(
+        Api::<IAMRole>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(role_writer)
+    .applied_objects()
+    .predicate_filter(role::trigger_hash, Default::default());
+    let (provider_reader, provider_writer) = reflector::store::<AWSProvider>();
+    let providers = watcher(
+        Api::<AWSProvider>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(provider_writer)
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    let secrets = watcher(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (role_triggers, mut requeued_roles) = mpsc::unbounded_channel::<ObjectRef<IAMRole>>();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: CONTROLLER_NAME.to_owned(),
+            instance: Some(settings.lease.identity.clone()),
+        },
+    );
+    let ctx = Arc::new(Context::new(
+        client,
+        recorder,
+        metrics,
+        role_reader.clone(),
+        role_triggers,
+        settings.web_identity_token_file.clone(),
+        cache,
+    ));
+    let secret_owners = provider_reader.clone();
+    let provider_controller = Controller::for_stream(providers, provider_reader)
+        .watches_stream(secrets, move |secret: PartialObjectMeta<Secret>| {
+            providers_of_secret(
+                &secret_owners,
+                secret.namespace().as_deref().unwrap_or_default(),
+                &secret.name_any(),
+            )
+        })
+        .with_config(config.clone())
+        .graceful_shutdown_on(stop_providers)
+        .run(
+            provider::reconcile,
+            provider::error_policy,
+            Arc::clone(&ctx),
+        )
+        .for_each(|result| {
+            if let Err(error) = result {
+                tracing::debug!(%error, "AWSProvider controller");
+            }
+            future::ready(())
+        });
+    let role_requeues = futures::stream::poll_fn(move |cx| requeued_roles.poll_recv(cx));
+    let role_controller = Controller::for_stream(roles, role_reader)
+        .reconcile_on(role_requeues)
+        .with_config(config)
+        .graceful_shutdown_on(stop_roles)
+        .run(role::reconcile, role::error_policy, ctx)
+        .for_each(|result| {
+            if let Err(error) = result {
+                tracing::debug!(%error, "IAMRole controller");
+            }
+            future::ready(())
+        });
+    tokio::join!(provider_controller, role_controller);
+}
