@@ -97,7 +97,10 @@ impl Stack {
             Some(path) => {
                 std::fs::create_dir_all(path)
                     .map_err(|e| StackError::io(format!("create {}", path.display()), e))?;
-                (None, path.clone())
+                // Absolute, since kubectl resolves a kubeconfig's relative paths against its own directory.
+                let path = std::fs::canonicalize(path)
+                    .map_err(|e| StackError::io(format!("resolve {}", path.display()), e))?;
+                (None, path)
             }
             None => {
                 let dir = tempfile::Builder::new()
