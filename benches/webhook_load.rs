@@ -14,9 +14,8 @@
 //! `LOAD_SECONDS`, `LOAD_SERVER_THREADS` and `LOAD_CLIENT_THREADS` override the phase length and the
 //! runtime sizes (2 each by default). Without `--bench` (as `cargo test --all-targets` runs it) only a
 //! smoke run of a few requests checks the answers. Network I/O on 127.0.0.1 only; reads the examples
-//! and `/proc` (CPU time of each thread, of the process and of the machine, to split the cost between
-//! webhook and loader and to show what other processes took), writes the certificates into a
-//! temporary directory.
+//! and `/proc/self` (CPU time of each thread, to split the cost between webhook and loader), writes
+//! the certificates into a temporary directory.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -89,8 +88,8 @@ fn main() -> anyhow::Result<()> {
         }),
         Some(length) => client_rt.block_on(bench(&settings, length, &clients, &workload)),
     };
-    server.stop(&server_rt)?;
-    outcome
+    let stopped = server.stop(&server_rt);
+    outcome.and(stopped)
 }
 
 /// What to run, from the arguments and the environment.
@@ -278,7 +277,10 @@ impl Workload {
             bail!("no IAMRole in {}", dir.display());
         };
         let mut bad = first.clone();
-        bad["spec"]["roleName"] = json!("bad name!");
+        bad.pointer_mut("/spec")
+            .and_then(Value::as_object_mut)
+            .context("the first seed IAMRole has no spec")?
+            .insert("roleName".to_owned(), json!("bad name!"));
         let denied = Template::new(&bad, "/validate", false)?;
         let mut templates = Vec::new();
         for role in &roles {
@@ -804,14 +806,12 @@ async fn closed_loop(
     Ok((tally, start))
 }
 
-/// CPU time used so far (ns): by the webhook's threads, by this whole process (threads that have
-/// ended included), and by the whole machine (every process, interrupts, and time stolen by the
-/// hypervisor).
+/// CPU time used so far (ns): by the webhook's threads and by this whole process (threads that have
+/// ended included).
 #[derive(Clone, Copy)]
 struct CpuClock {
     server: u64,
     process: u64,
-    machine: u64,
 }
 
 impl CpuClock {
@@ -831,12 +831,7 @@ impl CpuClock {
             }
         }
         let process = cpu_nanos(&fs::read_to_string("/proc/self/stat").ok()?)?;
-        let machine = machine_busy_nanos(&fs::read_to_string("/proc/stat").ok()?)?;
-        Some(CpuClock {
-            server,
-            process,
-            machine,
-        })
+        Some(CpuClock { server, process })
     }
 }
 
@@ -847,39 +842,18 @@ struct CpuUse {
     server: f64,
     /// Loader CPU (every other thread of this process) per correct answer, µs.
     loader: f64,
-    /// CPUs kept busy by other processes (or stolen by the hypervisor) on average.
-    others: f64,
 }
 
 impl CpuUse {
-    fn between(before: CpuClock, after: CpuClock, answers: usize, wall: Duration) -> CpuUse {
+    fn between(before: CpuClock, after: CpuClock, answers: usize) -> CpuUse {
         let server = after.server.saturating_sub(before.server);
         let process = after.process.saturating_sub(before.process);
-        let machine = after.machine.saturating_sub(before.machine);
         let per_answer = |nanos: u64| nanos as f64 / answers.max(1) as f64 / 1_000.0;
         CpuUse {
             server: per_answer(server),
             loader: per_answer(process.saturating_sub(server)),
-            others: machine.saturating_sub(process) as f64 / wall.as_nanos().max(1) as f64,
         }
     }
-}
-
-/// Busy CPU time of the whole machine in the `cpu` line of `/proc/stat`, in nanoseconds: user, nice,
-/// system, irq, softirq and steal (idle and iowait left out).
-fn machine_busy_nanos(stat: &str) -> Option<u64> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let ticks: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    let [user, nice, system, _idle, _iowait, irq, softirq, steal] = ticks[..] else {
-        return None;
-    };
-    Some((user + nice + system + irq + softirq + steal) * (1_000_000_000 / CLOCK_TICKS))
 }
 
 /// User + system CPU time in a `/proc/.../stat` line, in nanoseconds.
@@ -926,7 +900,6 @@ async fn run_phase(
         Some(rate) => open_loop(lanes, workload, rate, length).await?,
         None => closed_loop(lanes, workload, length).await?,
     };
-    let wall = start.elapsed();
     let after = CpuClock::now();
     if let Some(error) = &tally.first_error {
         eprintln!(
@@ -942,7 +915,7 @@ async fn run_phase(
         .max(length);
     let cpu = before
         .zip(after)
-        .map(|(before, after)| CpuUse::between(before, after, ok, wall));
+        .map(|(before, after)| CpuUse::between(before, after, ok));
     tally.latencies.sort_unstable();
     let sorted = &tally.latencies;
     Ok(Row {
@@ -1007,27 +980,26 @@ async fn bench(
         workload.sizes.1,
     );
     println!(
-        "| connections | target req/s | achieved req/s | answers | errors | p50 | p99 | p99.9 | max | server CPU/req | loader CPU/req | other CPUs busy |"
+        "| connections | target req/s | achieved req/s | answers | errors | p50 | p99 | p99.9 | max | server CPU/req | loader CPU/req |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for row in &rows {
         let [p50, p99, p999, max] = row.percentiles;
         let target = row
             .phase
             .rate
             .map_or_else(|| "closed loop".to_owned(), |r| r.to_string());
-        let [server, loader, others] = row.cpu.map_or_else(
-            || ["n/a".to_owned(), "n/a".to_owned(), "n/a".to_owned()],
+        let [server, loader] = row.cpu.map_or_else(
+            || ["n/a".to_owned(), "n/a".to_owned()],
             |cpu| {
                 [
                     format!("{:.0} µs", cpu.server),
                     format!("{:.0} µs", cpu.loader),
-                    format!("{:.2}", cpu.others),
                 ]
             },
         );
         println!(
-            "| {} | {target} | {:.0} | {} | {} | {} | {} | {} | {} | {server} | {loader} | {others} |",
+            "| {} | {target} | {:.0} | {} | {} | {} | {} | {} | {} | {server} | {loader} |",
             row.phase.transport.describe(),
             row.achieved,
             row.ok,

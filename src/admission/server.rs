@@ -222,6 +222,10 @@ async fn serve_connections(
                 continue;
             }
         };
+        // Small responses must not wait for Nagle's algorithm (40 ms stalls with HTTP/2 and handshakes).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, %peer, "cannot set TCP_NODELAY");
+        }
         let service = TowerToHyperService::new(router.clone());
         let watcher = graceful.watcher();
         let builder = builder.clone();
