@@ -950,6 +950,21 @@ fn crash_mid_create(world: &mut World) {
     assert_eq!(names, ["e2e-crash-test"], "exactly one role expected");
 }
 
+/// Step 6d: once the crash test's object is deleted (policy Delete), nothing of it is left in IAM.
+fn crash_role_deleted_leaves_nothing(world: &mut World) {
+    world.delete_role_object("crash-test");
+    world.wait_gone("crash-test");
+    let roles = world
+        .block_on(world.raw_iam.list_roles().path_prefix("/crash/").send())
+        .expect("list roles");
+    let names: Vec<&str> = roles.roles().iter().map(|r| r.role_name()).collect();
+    assert!(names.is_empty(), "left in IAM after deletion: {names:?}");
+    let observed = world
+        .block_on(world.iam.observe_role("e2e-crash-test"))
+        .expect("observe");
+    assert!(observed.is_none(), "role still observable: {observed:?}");
+}
+
 /// A second operator process, stopped when dropped.
 struct SecondOperator {
     child: Child,
@@ -961,6 +976,56 @@ impl Drop for SecondOperator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts a second operator process against the same API server: the reconciler alone
+/// (`controller`), or, with `webhook`, the webhook too (`run`, serving on its own port with the stack
+/// operator's certificate).
+fn start_second_operator(world: &World, identity: &str, webhook: bool) -> SecondOperator {
+    let admin_port = free_port().expect("port");
+    let mut mode = vec!["controller".to_owned()];
+    if webhook {
+        let cert_dir = world
+            .stack
+            .operator()
+            .expect("the stack's operator")
+            .cert_dir
+            .clone();
+        mode = vec![
+            "run".to_owned(),
+            "--cert-dir".to_owned(),
+            cert_dir.display().to_string(),
+            "--bind".to_owned(),
+            format!("127.0.0.1:{}", free_port().expect("port")),
+        ];
+    }
+    let log =
+        File::create(world.stack.dir().join(format!("operator-{identity}.log"))).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_infra-operator"))
+        .args(&mode)
+        .args([
+            "--lease-namespace",
+            NS,
+            "--identity",
+            identity,
+            "--lease-duration",
+            "6s",
+            "--admin-bind",
+            &format!("127.0.0.1:{admin_port}"),
+        ])
+        .env("KUBECONFIG", world.stack.kubeconfig())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("start a second operator");
+    SecondOperator { child, admin_port }
+}
+
+/// IAM calls (any operation) counted in an operator's metrics.
+fn iam_calls(metrics: &str) -> f64 {
+    metric_sum(metrics, "aws_api_calls_total", |_| true)
 }
 
 fn lease_holder(world: &World) -> Result<String, String> {
@@ -989,29 +1054,7 @@ fn leader_election(world: &mut World) {
             Err(holder)
         }
     });
-    // The second replica runs the reconciler alone (`controller`), with its admin endpoints.
-    let admin_port = free_port().expect("port");
-    let log = File::create(world.stack.dir().join("operator-b.log")).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_infra-operator"))
-        .args([
-            "controller",
-            "--lease-namespace",
-            NS,
-            "--identity",
-            "e2e-operator-b",
-            "--lease-duration",
-            "6s",
-            "--admin-bind",
-            &format!("127.0.0.1:{admin_port}"),
-        ])
-        .env("KUBECONFIG", world.stack.kubeconfig())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log handle"))
-        .stderr(log)
-        .spawn()
-        .expect("start a second operator");
-    let second = SecondOperator { child, admin_port };
+    let second = start_second_operator(world, "e2e-operator-b", false);
     poll("the second operator to serve /metrics", TIMEOUT, || {
         http_get(second.admin_port, "/metrics")
     });
@@ -1152,6 +1195,23 @@ fn the_reconciler_makes_iam_match_on_a_real_api_server_and_moto() {
             ));
         }
     };
+    // Steps 1 to 5b run with two operator processes at once, both `run` (webhook + reconciler): the
+    // stack's, which leads, and a standby, which serves its webhook but must not reconcile or call IAM
+    // while the other holds the Lease.
+    poll("the stack's operator to lead", TIMEOUT, || {
+        let holder = lease_holder(&world)?;
+        if holder == IDENTITY {
+            Ok(())
+        } else {
+            Err(holder)
+        }
+    });
+    let standby = start_second_operator(&world, "e2e-operator-standby", true);
+    poll(
+        "the standby operator's webhook to be ready",
+        TIMEOUT,
+        || http_get(standby.admin_port, "/readyz"),
+    );
     step("1 seed examples converge", &mut world, &|w| {
         seed_examples_converge(w)
     });
@@ -1166,9 +1226,19 @@ fn the_reconciler_makes_iam_match_on_a_real_api_server_and_moto() {
     step("5b provider follows its Secret", &mut world, &|w| {
         provider_follows_its_secret(w)
     });
+    step("standby stayed idle", &mut world, &|w| {
+        let metrics = http_get(standby.admin_port, "/metrics").expect("standby metrics");
+        assert_eq!(role_reconciles(&metrics), 0.0, "the standby reconciled");
+        assert_eq!(iam_calls(&metrics), 0.0, "the standby called IAM");
+        assert_eq!(lease_holder(w).expect("lease"), IDENTITY);
+    });
+    drop(standby);
     step("6a crash mid-create", &mut world, &|w| crash_mid_create(w));
     step("6b leader election", &mut world, &|w| leader_election(w));
     step("6c AWS outage", &mut world, &|w| aws_outage(w));
+    step("6d crash role deleted", &mut world, &|w| {
+        crash_role_deleted_leaves_nothing(w)
+    });
     assert!(
         failures.is_empty(),
         "{} step(s) failed:\n\n{}",
