@@ -10,7 +10,7 @@ KUBE_VERSION ?= v1.34.4
 export INFRA_OPERATOR_CACHE := $(CACHE)
 export KUBE_VERSION
 
-.PHONY: build test unit fmt fmt-check lint crds run tools bench clean
+.PHONY: build test unit fmt fmt-check lint crds run tools bench bench-scale clean
 
 build:
 	$(CARGO) build --release
@@ -57,6 +57,10 @@ run: tools
 bench:
 	$(CARGO) bench --bench guardrails -- --warm-up-time 1 --measurement-time 3
 	$(CARGO) bench --bench webhook_load -- --quick
+
+# The reconciler at scale on the local stack (SCALE_ROLES, SCALE_CACHED, SCALE_CONCURRENCY); minutes.
+bench-scale: tools
+	$(CARGO) bench --bench reconcile_scale
 
 clean:
 	$(CARGO) clean

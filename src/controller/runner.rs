@@ -12,7 +12,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Config, Controller, WatchStreamExt, predicates, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::context::{ClientCache, Context, providers_of_secret};
@@ -119,6 +119,7 @@ async fn run_controllers(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(strip_bookkeeping)
     .reflect(role_writer)
     .applied_objects()
     .predicate_filter(role::trigger_hash, Default::default());
@@ -128,6 +129,7 @@ async fn run_controllers(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(strip_bookkeeping)
     .reflect(provider_writer)
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());
@@ -189,4 +191,51 @@ async fn run_controllers(
             future::ready(())
         });
     tokio::join!(provider_controller, role_controller);
+}
+
+/// Drops what the reconciler never reads — `managedFields` and kubectl's copy of the last applied
+/// manifest — before an object is cached: together they are most of a cached object's memory.
+fn strip_bookkeeping<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
+}
+
+/// The annotation in which `kubectl apply` keeps the whole last applied manifest.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    use super::*;
+    use crate::api::IAMRoleSpec;
+    use crate::controller::error::ADOPT_ANNOTATION;
+
+    #[test]
+    fn cached_objects_lose_bookkeeping_but_keep_what_the_reconciler_reads() {
+        let mut role = IAMRole::new("r", IAMRoleSpec::default());
+        role.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        role.metadata.annotations = Some(BTreeMap::from([
+            (
+                LAST_APPLIED_ANNOTATION.to_owned(),
+                "{\"spec\":{}}".to_owned(),
+            ),
+            (ADOPT_ANNOTATION.to_owned(), "true".to_owned()),
+        ]));
+        role.metadata.finalizers = Some(vec!["f".to_owned()]);
+        strip_bookkeeping(&mut role);
+        assert_eq!(role.metadata.managed_fields, None);
+        let annotations = role.metadata.annotations.clone().unwrap_or_default();
+        assert!(!annotations.contains_key(LAST_APPLIED_ANNOTATION));
+        assert_eq!(
+            annotations.get(ADOPT_ANNOTATION).map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(role.metadata.finalizers, Some(vec!["f".to_owned()]));
+    }
 }
