@@ -191,14 +191,7 @@ impl Run<'_> {
     /// Brings IAM to the spec.
     async fn apply(&self, progress: &mut Progress) -> Result<(), ReconcileError> {
         self.ensure_finalizer().await?;
-        let provider = self
-            .provider()
-            .await?
-            .ok_or_else(|| ReconcileError::ProviderNotFound {
-                namespace: self.namespace.clone(),
-                name: self.role.spec.provider_ref.name.clone(),
-            })?;
-        progress.drift = provider.spec.drift_detection.clone();
+        let provider = self.required_provider(progress).await?;
         ensure_ready(&provider)?;
         let iam = self.ctx.provider_clients(&provider).await?.iam();
         let desired = DesiredRole::new(
@@ -364,14 +357,7 @@ impl Run<'_> {
     /// Deletes the role in IAM if it is this object's; returns what happened, for the Event.
     async fn delete_in_iam(&self, progress: &mut Progress) -> Result<String, ReconcileError> {
         let role_name = self.role.spec.role_name.clone();
-        let provider = self
-            .provider()
-            .await?
-            .ok_or_else(|| ReconcileError::ProviderNotFound {
-                namespace: self.namespace.clone(),
-                name: self.role.spec.provider_ref.name.clone(),
-            })?;
-        progress.drift = provider.spec.drift_detection.clone();
+        let provider = self.required_provider(progress).await?;
         let iam = self.ctx.provider_clients(&provider).await?.iam();
         let Some(observed) = iam
             .observe_role(&role_name)
@@ -387,6 +373,23 @@ impl Run<'_> {
         }
         delete_role(&iam, &observed, &role_name).await?;
         Ok(format!("deleted IAM role {}", observed.arn))
+    }
+
+    /// The referenced AWSProvider, its drift settings recorded in `progress`; `ProviderNotFound` when
+    /// it does not exist.
+    async fn required_provider(
+        &self,
+        progress: &mut Progress,
+    ) -> Result<AWSProvider, ReconcileError> {
+        let provider = self
+            .provider()
+            .await?
+            .ok_or_else(|| ReconcileError::ProviderNotFound {
+                namespace: self.namespace.clone(),
+                name: self.role.spec.provider_ref.name.clone(),
+            })?;
+        progress.drift = provider.spec.drift_detection.clone();
+        Ok(provider)
     }
 
     async fn provider(&self) -> Result<Option<AWSProvider>, ReconcileError> {
