@@ -4,7 +4,6 @@
 #[path = "support/fixtures.rs"]
 mod fixtures;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -19,18 +18,6 @@ fn validate(args: &[&str]) -> Output {
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Fixtures grouped by the guardrails file they need (`None`: the defaults), one CLI run per group.
-fn by_guardrails(all: Vec<fixtures::Fixture>) -> BTreeMap<Option<PathBuf>, Vec<fixtures::Fixture>> {
-    let mut groups: BTreeMap<Option<PathBuf>, Vec<fixtures::Fixture>> = BTreeMap::new();
-    for fixture in all {
-        groups
-            .entry(fixture.guardrails.clone())
-            .or_default()
-            .push(fixture);
-    }
-    groups
 }
 
 fn arguments(guardrails: &Option<PathBuf>, group: &[fixtures::Fixture]) -> Vec<String> {
@@ -60,7 +47,7 @@ fn every_seed_example_passes() {
 
 #[test]
 fn every_bad_fixture_is_denied_with_its_rule_and_path() {
-    for (guardrails, group) in by_guardrails(fixtures::bad_fixtures()) {
+    for (guardrails, group) in fixtures::by_guardrails(fixtures::bad_fixtures()) {
         let args = arguments(&guardrails, &group);
         let output = validate(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(output.status.code(), Some(1), "guardrails {guardrails:?}");
@@ -86,7 +73,7 @@ fn every_bad_fixture_is_denied_with_its_rule_and_path() {
 
 #[test]
 fn good_fixtures_pass() {
-    for (guardrails, group) in by_guardrails(fixtures::good_fixtures()) {
+    for (guardrails, group) in fixtures::by_guardrails(fixtures::good_fixtures()) {
         let args = arguments(&guardrails, &group);
         let output = validate(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(

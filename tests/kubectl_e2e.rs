@@ -5,7 +5,7 @@
 #[path = "support/fixtures.rs"]
 mod fixtures;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -388,18 +388,8 @@ fn kubectl_apply_meets_the_webhook_on_a_real_api_server() {
         warnings_reach_kubectl(&stack);
         BTreeSet::new()
     });
-    let mut bad: BTreeMap<Option<PathBuf>, Vec<fixtures::Fixture>> = BTreeMap::new();
-    for fixture in fixtures::bad_fixtures() {
-        bad.entry(fixture.guardrails.clone())
-            .or_default()
-            .push(fixture);
-    }
-    let mut good: BTreeMap<Option<PathBuf>, Vec<fixtures::Fixture>> = BTreeMap::new();
-    for fixture in fixtures::good_fixtures() {
-        good.entry(fixture.guardrails.clone())
-            .or_default()
-            .push(fixture);
-    }
+    let mut bad = fixtures::by_guardrails(fixtures::bad_fixtures());
+    let mut good = fixtures::by_guardrails(fixtures::good_fixtures());
     let groups: BTreeSet<Option<PathBuf>> = bad.keys().chain(good.keys()).cloned().collect();
     for group in groups {
         // The platform team's settings of these fixtures (or the defaults): restart the operator with them.

@@ -345,10 +345,7 @@ fn mismatches(
         format!("{foreign:?} not all in {:?}", observed.managed_policies),
     );
     let inline: BTreeMap<String, String> = spec
-        .inline_policies
-        .iter()
-        .flatten()
-        .chain(&spec.inline_policy)
+        .all_inline_policies()
         .map(|p| (p.policy_name.clone(), p.policy_document.clone()))
         .collect();
     let same_inline = inline.len() == observed.inline_policies.len()

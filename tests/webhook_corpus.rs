@@ -6,7 +6,6 @@
 mod fixtures;
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use infra_operator::guardrails::Config;
@@ -48,21 +47,10 @@ async fn validate(
     response
 }
 
-fn groups(all: Vec<fixtures::Fixture>) -> BTreeMap<Option<PathBuf>, Vec<fixtures::Fixture>> {
-    let mut groups: BTreeMap<_, Vec<_>> = BTreeMap::new();
-    for fixture in all {
-        groups
-            .entry(fixture.guardrails.clone())
-            .or_default()
-            .push(fixture);
-    }
-    groups
-}
-
 #[tokio::test]
 async fn bad_fixtures_are_denied_with_rule_and_path_over_tls() {
     let mut checked = 0;
-    for (guardrails, group) in groups(fixtures::bad_fixtures()) {
+    for (guardrails, group) in fixtures::by_guardrails(fixtures::bad_fixtures()) {
         let served = support::serve_config(config_for(&guardrails)).await;
         for fixture in &group {
             let object = &fixture.docs[0];
@@ -91,7 +79,7 @@ async fn bad_fixtures_are_denied_with_rule_and_path_over_tls() {
 #[tokio::test]
 async fn good_fixtures_are_allowed_over_tls() {
     let mut checked = 0;
-    for (guardrails, group) in groups(fixtures::good_fixtures()) {
+    for (guardrails, group) in fixtures::by_guardrails(fixtures::good_fixtures()) {
         let served = support::serve_config(config_for(&guardrails)).await;
         for fixture in &group {
             for object in &fixture.docs {

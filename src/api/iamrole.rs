@@ -66,6 +66,16 @@ pub struct IAMRoleSpec {
     pub deletion_policy: Option<DeletionPolicy>,
 }
 
+impl IAMRoleSpec {
+    /// Every inline policy of the role: the list form, then the singular form.
+    pub fn all_inline_policies(&self) -> impl Iterator<Item = &InlinePolicy> {
+        self.inline_policies
+            .iter()
+            .flatten()
+            .chain(&self.inline_policy)
+    }
+}
+
 /// Reference to the AWSProvider that manages a role.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -57,10 +57,7 @@ impl DesiredRole {
         }
         set_tag(&mut tags, OWNER_TAG_KEY, owner);
         let inline_policies = spec
-            .inline_policies
-            .iter()
-            .flatten()
-            .chain(&spec.inline_policy)
+            .all_inline_policies()
             .map(|p| (p.policy_name.clone(), p.policy_document.clone()))
             .collect();
         DesiredRole {

@@ -189,3 +189,18 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// Fixtures grouped by the guardrails file they need (`None`: the built-in defaults).
+pub fn by_guardrails(
+    all: Vec<Fixture>,
+) -> std::collections::BTreeMap<Option<PathBuf>, Vec<Fixture>> {
+    let mut groups: std::collections::BTreeMap<Option<PathBuf>, Vec<Fixture>> =
+        std::collections::BTreeMap::new();
+    for fixture in all {
+        groups
+            .entry(fixture.guardrails.clone())
+            .or_default()
+            .push(fixture);
+    }
+    groups
+}
