@@ -254,6 +254,43 @@ fn immutable_fields_are_refused_on_update(stack: &Stack) -> BTreeSet<String> {
     proven
 }
 
+/// Under stricter guardrails (a boundary now required), an object admitted earlier without one can
+/// still be labelled and annotated — the webhooks only review UPDATEs that change the spec — but a
+/// change of its spec is refused until it complies.
+fn metadata_changes_pass_stricter_guardrails(stack: &Stack) -> BTreeSet<String> {
+    let name = "e2e-ec2-role";
+    let role = get_json(stack, &["get", "iamrole", name, "-o", "json"]);
+    assert!(
+        role["spec"].get("permissionsBoundary").is_none(),
+        "{name} has a boundary"
+    );
+    stack
+        .kubectl_ok(&["label", "iamrole", name, "team=platform"])
+        .expect("a label on an object that predates the guardrails");
+    stack
+        .kubectl_ok(&["annotate", "iamrole", name, "example.com/owner=platform"])
+        .expect("an annotation on an object that predates the guardrails");
+    let out = stack
+        .kubectl()
+        .args([
+            "patch",
+            "iamrole",
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"description":"changed"}}"#,
+        ])
+        .output()
+        .expect("run kubectl patch");
+    let output = text(&out);
+    assert!(!out.status.success(), "spec change admitted:\n{output}");
+    assert!(
+        output.contains("[permissions-boundary] spec.permissionsBoundary:"),
+        "{output}"
+    );
+    BTreeSet::from(["permissions-boundary".to_owned()])
+}
+
 /// `kubectl get iamroles` prints the printer columns.
 fn printer_columns_are_shown(stack: &Stack) {
     let table = stack
@@ -408,6 +445,13 @@ fn kubectl_apply_meets_the_webhook_on_a_real_api_server() {
             BTreeSet::new()
         });
     }
+    let boundary_required = repo().join("tests/fixtures/guardrails/boundary-required.yaml");
+    stack
+        .restart_operator_with(operator_args(Some(&boundary_required)))
+        .unwrap_or_else(|e| panic!("operator with {}: {e}", boundary_required.display()));
+    step("metadata changes under stricter guardrails", &mut || {
+        metadata_changes_pass_stricter_guardrails(&stack)
+    });
     stack
         .restart_operator_with(operator_args(Some(&guardrails)))
         .unwrap_or_else(|e| panic!("operator with {}: {e}", guardrails.display()));

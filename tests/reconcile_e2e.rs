@@ -529,6 +529,35 @@ fn seed_examples_converge(world: &World) {
     for name in &names {
         world.wait_converged(name, &BTreeSet::new());
     }
+    // A role the operator never saw is created without reading IAM first.
+    let metrics = world.metrics();
+    let calls = |operation: &str| {
+        metric_sum(&metrics, "aws_api_calls_total", |labels| {
+            labels.get("operation").map(String::as_str) == Some(operation)
+        })
+    };
+    assert_eq!(
+        (calls("CreateRole"), calls("GetRole")),
+        (names.len() as f64, 0.0),
+        "CreateRole and GetRole calls for {} new roles",
+        names.len()
+    );
+    // Adding the finalizer leaves the spec as it was: the API server does not call the webhooks.
+    let reviewed = |operation: &str| {
+        metric_sum(&metrics, "admission_requests_total", |labels| {
+            labels.get("kind").map(String::as_str) == Some("IAMRole")
+                && labels.get("operation").map(String::as_str) == Some(operation)
+        })
+    };
+    assert!(
+        reviewed("CREATE") >= 2.0 * names.len() as f64,
+        "both webhooks review every CREATE"
+    );
+    assert_eq!(
+        reviewed("UPDATE"),
+        0.0,
+        "IAMRole UPDATEs sent to the webhooks"
+    );
     // What happened is told as Events on the object.
     let reasons = world
         .stack

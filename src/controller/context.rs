@@ -1,14 +1,16 @@
 //! State shared by every reconcile: the Kubernetes client, the Event recorder, the metrics, the
-//! AWS clients of each provider (cached per provider generation and Secret versions), the failure
-//! counts that drive backoff, and the channel that requeues IAMRoles when their provider changes.
-//! Talks to the Kubernetes API (Secrets, Events); AWS clients are built here but called elsewhere.
+//! watch caches, the AWS clients of each provider (cached per provider generation and Secret
+//! versions), the failure counts that drive backoff, and the channel that requeues IAMRoles when
+//! their provider changes. Talks to the Kubernetes API (AWSProviders and Secrets when the caches
+//! cannot answer, Events); AWS clients are built here but called elsewhere.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
@@ -43,6 +45,17 @@ impl std::fmt::Debug for ClientCache {
     }
 }
 
+/// What the controllers' watches last saw.
+#[derive(Clone)]
+pub struct Stores {
+    /// Every IAMRole.
+    pub roles: Store<IAMRole>,
+    /// Every AWSProvider.
+    pub providers: Store<AWSProvider>,
+    /// The metadata of every Secret (never its data).
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+}
+
 /// Everything a reconcile needs besides the object itself.
 pub struct Context {
     /// The Kubernetes client.
@@ -51,8 +64,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Reconcile and AWS call metrics.
     pub metrics: ControllerMetrics,
-    /// Every IAMRole, as last seen by the IAMRole controller's watch.
-    pub roles: Store<IAMRole>,
+    /// The watch caches.
+    pub stores: Stores,
     /// Requeues IAMRoles (when their provider changes).
     pub role_triggers: mpsc::UnboundedSender<ObjectRef<IAMRole>>,
     /// The web identity token file for providers with `roleARN` (`AWS_WEB_IDENTITY_TOKEN_FILE`).
@@ -67,7 +80,7 @@ impl Context {
         client: Client,
         recorder: Recorder,
         metrics: ControllerMetrics,
-        roles: Store<IAMRole>,
+        stores: Stores,
         role_triggers: mpsc::UnboundedSender<ObjectRef<IAMRole>>,
         web_identity_token_file: Option<PathBuf>,
         clients: Arc<ClientCache>,
@@ -76,7 +89,7 @@ impl Context {
             client,
             recorder,
             metrics,
-            roles,
+            stores,
             role_triggers,
             web_identity_token_file,
             clients,
@@ -84,8 +97,29 @@ impl Context {
         }
     }
 
+    /// The AWSProvider `namespace/name` as the watch last saw it, if that copy is Ready at its
+    /// generation; otherwise (missing, not Ready, or not seen yet) read from the API server, so
+    /// that a provider that just became Ready is never taken for one that is not.
+    pub async fn provider(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<AWSProvider>, ReconcileError> {
+        let reference = ObjectRef::new(name).within(namespace);
+        if let Some(cached) = self.stores.providers.get(&reference)
+            && provider_ready(&cached)
+        {
+            return Ok(Some(cached.as_ref().clone()));
+        }
+        let api: Api<AWSProvider> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name)
+            .await
+            .map_err(|e| ReconcileError::kube("read the AWSProvider", e))
+    }
+
     /// The AWS clients of `provider`: from the cache while neither the provider's generation nor
-    /// the resourceVersion of a Secret it references changed, built afresh otherwise.
+    /// the resourceVersion of a Secret it references changed, built afresh otherwise. The Secret
+    /// versions come from the watch cache; the Secrets themselves are read only to build clients.
     pub async fn provider_clients(
         &self,
         provider: &AWSProvider,
@@ -94,6 +128,18 @@ impl Context {
             .namespace()
             .ok_or(ReconcileError::InvalidObject("namespace"))?;
         let name = provider.name_any();
+        let cache_key = format!("{namespace}/{name}");
+        if let Some(watched) = self.watched_secret_versions(provider, &namespace) {
+            let key = ClientsKey {
+                generation: provider.metadata.generation,
+                secret_versions: watched,
+            };
+            if let Some((cached_key, clients)) = self.cached(&cache_key)
+                && cached_key == key
+            {
+                return Ok(clients);
+            }
+        }
         let secrets = self.referenced_secrets(provider, &namespace).await?;
         let key = ClientsKey {
             generation: provider.metadata.generation,
@@ -105,7 +151,6 @@ impl Context {
                 })
                 .collect(),
         };
-        let cache_key = format!("{namespace}/{name}");
         if let Some((cached_key, clients)) = self.cached(&cache_key)
             && cached_key == key
         {
@@ -125,6 +170,29 @@ impl Context {
             entries.insert(cache_key, (key, clients.clone()));
         }
         Ok(clients)
+    }
+
+    /// The resourceVersion of every Secret the provider references, by name, as the watch last saw
+    /// them; `None` when one of them is not in the watch cache (missing, or not seen yet).
+    fn watched_secret_versions(
+        &self,
+        provider: &AWSProvider,
+        namespace: &str,
+    ) -> Option<Vec<(String, Option<String>)>> {
+        let names: BTreeSet<&str> = ProviderSettings::secret_refs(&provider.spec)
+            .into_iter()
+            .map(|(_, reference)| reference.name.as_str())
+            .collect();
+        names
+            .into_iter()
+            .map(|name| {
+                let secret = self
+                    .stores
+                    .secrets
+                    .get(&ObjectRef::new(name).within(namespace))?;
+                Some((name.to_owned(), secret.resource_version()))
+            })
+            .collect()
     }
 
     fn cached(&self, key: &str) -> Option<(ClientsKey, AwsClients)> {
@@ -151,8 +219,9 @@ impl Context {
         Ok(secrets)
     }
 
-    /// Publishes an Event about `regarding`; a failure is logged, never fatal.
-    pub async fn publish(
+    /// Publishes an Event about `regarding` in the background, so that a reconcile never waits for
+    /// it; a failure is logged, never fatal.
+    pub fn publish(
         &self,
         regarding: &ObjectReference,
         type_: EventType,
@@ -167,9 +236,13 @@ impl Context {
             action: action.to_owned(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
-            tracing::warn!(%error, reason, "cannot publish an Event");
-        }
+        let recorder = self.recorder.clone();
+        let regarding = regarding.clone();
+        tokio::spawn(async move {
+            if let Err(error) = recorder.publish(&event, &regarding).await {
+                tracing::warn!(%error, reason = %event.reason, "cannot publish an Event");
+            }
+        });
     }
 
     /// Counts one more failure of the object `key` and returns the delay before retrying it.
@@ -188,6 +261,13 @@ impl Context {
             failures.remove(key);
         }
     }
+}
+
+/// Whether the provider authenticated at its current generation.
+pub fn provider_ready(provider: &AWSProvider) -> bool {
+    let status = provider.status.as_ref();
+    status.is_some_and(|s| s.ready)
+        && status.and_then(|s| s.observed_generation) == provider.metadata.generation
 }
 
 /// Longest Event note Kubernetes accepts, in bytes.

@@ -49,7 +49,7 @@ pub async fn reconcile(
         Ok(())
     };
     if written.is_ok() && roles_need_requeue(previous, &status) {
-        for role in roles_of_provider(&ctx.roles, &namespace, &name) {
+        for role in roles_of_provider(&ctx.stores.roles, &namespace, &name) {
             // The receiver lives as long as the IAMRole controller; a closed channel means it
             // is shutting down and there is nothing left to requeue.
             let _closed = ctx.role_triggers.send(role);
@@ -68,8 +68,7 @@ pub async fn reconcile(
                 "Authenticated",
                 "GetCallerIdentity",
                 format!("authenticated as {caller_identity} in account {account_id}"),
-            )
-            .await;
+            );
         }
         ProviderOutcome::Failed { reason, message } => {
             tracing::warn!(
@@ -84,8 +83,7 @@ pub async fn reconcile(
                 reason,
                 "GetCallerIdentity",
                 message.clone(),
-            )
-            .await;
+            );
         }
         ProviderOutcome::Authenticated { .. } => {}
     }

@@ -19,7 +19,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::change::Change;
-use super::context::{Context, object_key};
+use super::context::{Context, object_key, provider_ready};
 use super::desired::{DesiredRole, owner_value};
 use super::drift::requeue_interval;
 use super::error::{ADOPT_ANNOTATION, ReconcileError, Retry};
@@ -105,8 +105,7 @@ pub async fn reconcile(role: Arc<IAMRole>, ctx: Arc<Context>) -> Result<Action, 
                 error.reason(),
                 "Reconcile",
                 run.failure_message(error),
-            )
-            .await;
+            );
             match error.retry() {
                 Retry::Backoff => Action::requeue(ctx.next_backoff(&key)),
                 Retry::AtResync => resync(progress.drift.as_ref(), &role),
@@ -167,6 +166,30 @@ impl Progress {
     }
 }
 
+/// How a CreateRole ended, short of a failure.
+enum Creation {
+    /// The role was created, with its policies.
+    Created,
+    /// A role of that name already exists (the error IAM answered).
+    NameTaken(AwsError),
+}
+
+/// Whether an earlier reconcile saw this object's IAM role: its ARN is in the status, or a role of
+/// that name was found in the way (`RoleExists`, `RoleConflict`). Until then the role is most
+/// likely absent, so CreateRole is tried before any read.
+fn role_seen(role: &IAMRole) -> bool {
+    role.status.as_ref().is_some_and(|status| {
+        status.role_arn.is_some()
+            || status
+                .conditions
+                .iter()
+                .any(|c| ROLE_IN_THE_WAY.contains(&c.reason.as_str()))
+    })
+}
+
+/// The condition reasons that mean a role of the object's name exists but is not its own.
+const ROLE_IN_THE_WAY: [&str; 2] = ["RoleExists", "RoleConflict"];
+
 /// One reconcile of one object.
 struct Run<'a> {
     role: &'a IAMRole,
@@ -182,10 +205,9 @@ impl Run<'_> {
         owner_value(&self.namespace, &self.name)
     }
 
-    async fn publish(&self, type_: EventType, reason: &str, action: &str, note: String) {
+    fn publish(&self, type_: EventType, reason: &str, action: &str, note: String) {
         self.ctx
-            .publish(&self.reference, type_, reason, action, note)
-            .await;
+            .publish(&self.reference, type_, reason, action, note);
     }
 
     /// Brings IAM to the spec.
@@ -199,24 +221,40 @@ impl Run<'_> {
             provider.spec.default_tags.as_ref(),
             &self.owner(),
         );
+        // A role this object never saw is most likely absent: CreateRole first saves the GetRole,
+        // and when the name is taken (a crash after CreateRole, a role to adopt, someone else's)
+        // the role is read and handled as any existing one.
+        if !role_seen(self.role)
+            && let Creation::Created = self.create(&iam, &desired, progress).await?
+        {
+            return Ok(());
+        }
         match iam
             .observe_role(&desired.name)
             .await
             .map_err(ReconcileError::aws)?
         {
-            None => self.create(&iam, &desired, progress).await,
+            None => match self.create(&iam, &desired, progress).await? {
+                Creation::Created => Ok(()),
+                // Created by someone else since we looked: look again soon.
+                Creation::NameTaken(source) => Err(ReconcileError::Aws {
+                    source,
+                    transient: true,
+                }),
+            },
             Some(observed) => self.converge(&iam, &desired, observed, progress).await,
         }
     }
 
-    /// Creates the role with everything CreateRole takes, then attaches and puts the rest.
+    /// Creates the role with everything CreateRole takes, then attaches and puts the rest; changes
+    /// nothing when a role of that name already exists.
     async fn create(
         &self,
         iam: &IamApi,
         desired: &DesiredRole,
         progress: &mut Progress,
-    ) -> Result<(), ReconcileError> {
-        let created = iam
+    ) -> Result<Creation, ReconcileError> {
+        let created = match iam
             .create_role(&CreateRole {
                 name: desired.name.clone(),
                 path: desired.path.clone(),
@@ -227,12 +265,13 @@ impl Run<'_> {
                 tags: desired.tags.clone(),
             })
             .await
-            .map_err(|source| {
-                // Created by someone else since we looked: look again soon.
-                let transient =
-                    source.kind() == AwsErrorKind::EntityAlreadyExists || source.is_transient();
-                ReconcileError::Aws { source, transient }
-            })?;
+        {
+            Ok(created) => created,
+            Err(source) if source.kind() == AwsErrorKind::EntityAlreadyExists => {
+                return Ok(Creation::NameTaken(source));
+            }
+            Err(source) => return Err(ReconcileError::aws(source)),
+        };
         progress.identity = Some(RoleIdentity {
             arn: created.arn.clone(),
             role_id: created.role_id,
@@ -245,8 +284,7 @@ impl Run<'_> {
             "Created",
             "CreateRole",
             format!("created IAM role {}", created.arn),
-        )
-        .await;
+        );
         for arn in &desired.managed_policies {
             let change = Change::AttachPolicy { arn: arn.clone() };
             apply_change(iam, &desired.name, &change, progress, true).await?;
@@ -258,7 +296,7 @@ impl Run<'_> {
             };
             apply_change(iam, &desired.name, &change, progress, true).await?;
         }
-        Ok(())
+        Ok(Creation::Created)
     }
 
     /// Brings an existing role to the spec, if it is this object's.
@@ -280,8 +318,7 @@ impl Run<'_> {
                         "adopting the existing IAM role {} (annotation {ADOPT_ANNOTATION})",
                         observed.arn
                     ),
-                )
-                .await;
+                );
             }
             Ownership::Unowned => {
                 return Err(ReconcileError::RoleExists {
@@ -323,8 +360,7 @@ impl Run<'_> {
                     observed.arn,
                     describe_changes(&changes)
                 ),
-            )
-            .await;
+            );
         }
         Ok(())
     }
@@ -349,8 +385,7 @@ impl Run<'_> {
             DeletionPolicy::Retain => "Retained",
             DeletionPolicy::Delete => "Deleted",
         };
-        self.publish(EventType::Normal, reason, "DeleteRole", note)
-            .await;
+        self.publish(EventType::Normal, reason, "DeleteRole", note);
         Ok(())
     }
 
@@ -393,10 +428,9 @@ impl Run<'_> {
     }
 
     async fn provider(&self) -> Result<Option<AWSProvider>, ReconcileError> {
-        let api: Api<AWSProvider> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        api.get_opt(&self.role.spec.provider_ref.name)
+        self.ctx
+            .provider(&self.namespace, &self.role.spec.provider_ref.name)
             .await
-            .map_err(|e| ReconcileError::kube("read the AWSProvider", e))
     }
 
     /// Adds the finalizer (before anything is created in IAM).
@@ -503,13 +537,12 @@ impl Run<'_> {
 
 /// Fails unless the provider authenticated at its current generation.
 fn ensure_ready(provider: &AWSProvider) -> Result<(), ReconcileError> {
-    let status = provider.status.as_ref();
-    let ready = status.is_some_and(|s| s.ready)
-        && status.and_then(|s| s.observed_generation) == provider.metadata.generation;
-    if ready {
+    if provider_ready(provider) {
         return Ok(());
     }
-    let message = status
+    let message = provider
+        .status
+        .as_ref()
         .and_then(|s| {
             s.conditions
                 .iter()
@@ -616,7 +649,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
     use super::*;
-    use crate::api::{AWSProviderSpec, AWSProviderStatus, IAMRoleSpec};
+    use crate::api::{AWSProviderSpec, AWSProviderStatus, IAMRoleSpec, IAMRoleStatus};
 
     fn role() -> IAMRole {
         let mut role = IAMRole::new("app", IAMRoleSpec::default());
@@ -667,6 +700,48 @@ mod tests {
             assert_eq!(adopt_requested(&role), expected, "{value:?}");
         }
         assert!(!adopt_requested(&self::role()));
+    }
+
+    fn condition(reason: &str) -> Condition {
+        Condition {
+            type_: "Ready".to_owned(),
+            status: "False".to_owned(),
+            reason: reason.to_owned(),
+            message: String::new(),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            observed_generation: Some(1),
+        }
+    }
+
+    #[test]
+    fn create_role_comes_first_only_while_no_role_was_seen() {
+        let mut role = role();
+        assert!(!role_seen(&role), "no status yet");
+        role.status = Some(IAMRoleStatus {
+            conditions: vec![condition("ProviderNotReady")],
+            ..IAMRoleStatus::default()
+        });
+        assert!(!role_seen(&role), "failed before reaching IAM");
+        role.status = Some(IAMRoleStatus {
+            role_arn: Some("arn:aws:iam::123456789012:role/app".to_owned()),
+            ..IAMRoleStatus::default()
+        });
+        assert!(role_seen(&role), "created or adopted");
+        for error in [
+            ReconcileError::RoleExists {
+                role_name: "app".to_owned(),
+            },
+            ReconcileError::RoleConflict {
+                role_name: "app".to_owned(),
+                owner: "other/app".to_owned(),
+            },
+        ] {
+            role.status = Some(IAMRoleStatus {
+                conditions: vec![condition(error.reason())],
+                ..IAMRoleStatus::default()
+            });
+            assert!(role_seen(&role), "{}", error.reason());
+        }
     }
 
     fn provider(status: Option<AWSProviderStatus>, generation: i64) -> AWSProvider {

@@ -15,7 +15,7 @@ use kube::runtime::{Config, Controller, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::context::{ClientCache, Context, providers_of_secret};
+use super::context::{ClientCache, Context, Stores, providers_of_secret};
 use super::leader::{self, LeaseSettings};
 use super::metrics::ControllerMetrics;
 use super::{provider, role};
@@ -133,11 +133,14 @@ async fn run_controllers(
     .reflect(provider_writer)
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());
+    let (secret_reader, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let secrets = watcher(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(strip_bookkeeping)
+    .reflect(secret_writer)
     .touched_objects();
     let (role_triggers, mut requeued_roles) = mpsc::unbounded_channel::<ObjectRef<IAMRole>>();
     let recorder = Recorder::new(
@@ -151,7 +154,11 @@ async fn run_controllers(
         client,
         recorder,
         metrics,
-        role_reader.clone(),
+        Stores {
+            roles: role_reader.clone(),
+            providers: provider_reader.clone(),
+            secrets: secret_reader,
+        },
         role_triggers,
         settings.web_identity_token_file.clone(),
         cache,
@@ -194,7 +201,8 @@ async fn run_controllers(
 }
 
 /// Drops what the reconciler never reads — `managedFields` and kubectl's copy of the last applied
-/// manifest — before an object is cached: together they are most of a cached object's memory.
+/// manifest — before an object is cached: together they are most of a cached object's memory, and
+/// for a Secret made with `kubectl apply` that copy holds its data, which is never kept.
 fn strip_bookkeeping<K: Resource>(object: &mut K) {
     let meta = object.meta_mut();
     meta.managed_fields = None;
