@@ -10,6 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use infra_operator::api::FINALIZER;
 use infra_operator::guardrails::RuleId;
 use local_stack::{Stack, StackOptions};
 use serde_json::Value;
@@ -247,9 +248,7 @@ fn immutable_fields_are_refused_on_update(stack: &Stack) -> BTreeSet<String> {
             }
         }
         let name = old["metadata"]["name"].as_str().expect("name");
-        stack
-            .kubectl_ok(&["delete", "iamrole", name, "--wait=true"])
-            .expect("delete the update fixture");
+        delete_without_reconciler(stack, name);
     }
     proven
 }
@@ -289,6 +288,84 @@ fn metadata_changes_pass_stricter_guardrails(stack: &Stack) -> BTreeSet<String> 
         "{output}"
     );
     BTreeSet::from(["permissions-boundary".to_owned()])
+}
+
+/// Deletes an IAMRole where no reconciler runs: once the deletion started, its finalizer can be
+/// removed by hand (the webhook never puts it back on an object being deleted), and it is gone.
+fn delete_without_reconciler(stack: &Stack, name: &str) {
+    stack
+        .kubectl_ok(&["delete", "iamrole", name, "--wait=false"])
+        .expect("kubectl delete");
+    stack
+        .kubectl_ok(&[
+            "patch",
+            "iamrole",
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ])
+        .expect("remove the finalizer of an object being deleted");
+    stack
+        .kubectl_ok(&[
+            "wait",
+            "--for=delete",
+            &format!("iamrole/{name}"),
+            "--timeout=30s",
+        ])
+        .expect("the object is gone");
+}
+
+fn finalizers(stack: &Stack, name: &str) -> Value {
+    get_json(stack, &["get", "iamrole", name, "-o", "json"])["metadata"]["finalizers"].clone()
+}
+
+/// The mutating webhook puts the operator's finalizer on every IAMRole (no reconciler runs in this
+/// test), and puts it back when an UPDATE that leaves the spec alone would drop it: removed by
+/// hand, or by a server-side apply whose field manager owns it.
+fn the_finalizer_stays_on_live_objects(stack: &Stack) {
+    let wanted = serde_json::json!([FINALIZER]);
+    assert_eq!(finalizers(stack, "lambda-data-processor"), wanted);
+    stack
+        .kubectl_ok(&[
+            "patch",
+            "iamrole",
+            "lambda-data-processor",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ])
+        .expect("kubectl patch");
+    assert_eq!(
+        finalizers(stack, "lambda-data-processor"),
+        wanted,
+        "removed by hand"
+    );
+
+    let manifest =
+        std::fs::read_to_string(repo().join("manifests/examples/iamrole-e2e-ec2-role.yaml"))
+            .expect("example")
+            .replace("name: e2e-ec2-role\n", "name: e2e-ssa-role\n");
+    for labelled in [false, true] {
+        let manifest = if labelled {
+            manifest.replace(
+                "  namespace: default\n",
+                "  namespace: default\n  labels:\n    team: platform\n",
+            )
+        } else {
+            manifest.clone()
+        };
+        let out = stack
+            .kubectl_with_input(&["apply", "--server-side", "-f", "-"], &manifest)
+            .expect("kubectl apply --server-side");
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(
+            finalizers(stack, "e2e-ssa-role"),
+            wanted,
+            "server-side apply (label added: {labelled})"
+        );
+    }
+    delete_without_reconciler(stack, "e2e-ssa-role");
 }
 
 /// `kubectl get iamroles` prints the printer columns.
@@ -423,6 +500,10 @@ fn kubectl_apply_meets_the_webhook_on_a_real_api_server() {
     });
     step("warnings", &mut || {
         warnings_reach_kubectl(&stack);
+        BTreeSet::new()
+    });
+    step("finalizer", &mut || {
+        the_finalizer_stays_on_live_objects(&stack);
         BTreeSet::new()
     });
     let mut bad = fixtures::by_guardrails(fixtures::bad_fixtures());

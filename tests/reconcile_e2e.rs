@@ -15,13 +15,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-use infra_operator::api::{AWSProvider, IAMRole};
+use infra_operator::api::{AWSProvider, FINALIZER, IAMRole};
 use infra_operator::aws::{
     AwsClients, CreateRole, CredentialSource, IamApi, ProviderSettings, SecretString, is_write,
 };
 use infra_operator::controller::change::Change;
 use infra_operator::controller::observed::ObservedRole;
-use infra_operator::controller::role::FINALIZER;
 use infra_operator::guardrails::OWNER_TAG_KEY;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -931,6 +930,44 @@ fn provider_follows_its_secret(world: &World) {
     world.wait_converged("e2e-ec2-role", &BTreeSet::new());
 }
 
+/// Step 5c: An IAMRole created while the webhooks are not registered (so without the finalizer
+/// the mutating webhook adds) gets the finalizer from the reconciler before its role is created,
+/// converges, and its deletion still deletes the role.
+fn finalizer_without_the_webhook(world: &World) {
+    let name = "no-webhook";
+    world
+        .stack
+        .unregister_webhooks()
+        .expect("unregister the webhooks");
+    let mut spec = update_target_spec();
+    spec["roleName"] = json!("e2e-no-webhook");
+    let out = world
+        .stack
+        .kubectl_with_input(
+            &["apply", "-o", "json", "-f", "-"],
+            &role_manifest(name, spec),
+        )
+        .expect("kubectl runs");
+    world
+        .stack
+        .register_webhooks()
+        .expect("register the webhooks again");
+    assert!(out.status.success(), "{out:?}");
+    let created: Value = serde_json::from_slice(&out.stdout).expect("the created object");
+    assert_eq!(
+        created["metadata"].get("finalizers"),
+        None,
+        "admitted without the mutating webhook"
+    );
+    world.wait_converged(name, &BTreeSet::new());
+    world.delete_role_object(name);
+    world.wait_gone(name);
+    assert!(
+        world.observe("e2e-no-webhook").expect("GetRole").is_none(),
+        "the role was deleted with the object"
+    );
+}
+
 /// Step 6a: The operator killed (SIGKILL) right after CreateRole: once restarted, exactly one role,
 /// converged.
 fn crash_mid_create(world: &mut World) {
@@ -1251,6 +1288,9 @@ fn the_reconciler_makes_iam_match_on_a_real_api_server_and_moto() {
     step("5 ownership", &mut world, &|w| ownership(w));
     step("5b provider follows its Secret", &mut world, &|w| {
         provider_follows_its_secret(w)
+    });
+    step("5c finalizer without the webhook", &mut world, &|w| {
+        finalizer_without_the_webhook(w)
     });
     step("standby stayed idle", &mut world, &|w| {
         let metrics = http_get(standby.admin_port, "/metrics").expect("standby metrics");

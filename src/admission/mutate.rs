@@ -1,4 +1,5 @@
-//! The mutating half of the webhook: an IAMRole's defaults as a JSONPatch. Pure.
+//! The mutating half of the webhook: an IAMRole's defaults and the reconciler's finalizer as a
+//! JSONPatch. Pure.
 //!
 //! The patch is idempotent: patching its own output yields an empty patch, so a second pass through
 //! the API server (or a re-applied manifest) changes nothing.
@@ -7,6 +8,7 @@ use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::{Map, Value};
 
+use crate::api::FINALIZER;
 use crate::guardrails::Config;
 
 /// `spec.path` when the object has none.
@@ -16,6 +18,9 @@ pub const DEFAULT_DELETION_POLICY: &str = "Delete";
 
 /// The JSONPatch giving an IAMRole object its defaults:
 ///
+/// - the reconciler's [`FINALIZER`], so that the object is protected from the moment it exists and
+///   the reconciler need not add it before creating the role (objects being deleted never reach
+///   this function);
 /// - `spec.path` → `/`, `spec.deletionPolicy` → `Delete`;
 /// - `spec.maxSessionDuration` → the smallest the guardrails allow (3600, IAM's own default, unless
 ///   the platform team raised the minimum);
@@ -31,6 +36,7 @@ pub fn defaults_patch(object: &Value, stored: Option<&Value>, config: &Config) -
         return Patch(Vec::new());
     };
     let mut ops = Vec::new();
+    add_finalizer(object, &mut ops);
     let absent = |field: &str| spec.get(field).is_none_or(Value::is_null);
     if absent("path") {
         ops.push(add(&["path"], Value::from(DEFAULT_PATH)));
@@ -57,6 +63,25 @@ pub fn defaults_patch(object: &Value, stored: Option<&Value>, config: &Config) -
         .collect();
     fold_inline_policy(spec, &stored_names, &mut ops);
     Patch(ops)
+}
+
+fn add_finalizer(object: &Value, ops: &mut Vec<PatchOperation>) {
+    let finalizers = || PointerBuf::from_tokens(["metadata", "finalizers"].map(Token::new));
+    match object.pointer("/metadata/finalizers") {
+        None | Some(Value::Null) => ops.push(PatchOperation::Add(AddOperation {
+            path: finalizers(),
+            value: Value::Array(vec![Value::from(FINALIZER)]),
+        })),
+        Some(Value::Array(list)) if !list.iter().any(|f| f == FINALIZER) => {
+            let mut path = finalizers();
+            path.push_back("-");
+            ops.push(PatchOperation::Add(AddOperation {
+                path,
+                value: Value::from(FINALIZER),
+            }));
+        }
+        Some(_) => {}
+    }
 }
 
 fn add_default_tags(spec: &Map<String, Value>, config: &Config, ops: &mut Vec<PatchOperation>) {
@@ -188,6 +213,24 @@ mod tests {
     }
 
     #[test]
+    fn adds_the_finalizer_once_beside_other_finalizers() {
+        let config = Config::default();
+        let bare = role(json!({}));
+        let patched = apply(&bare, &defaults_patch(&bare, None, &config));
+        assert_eq!(patched["metadata"]["finalizers"], json!([FINALIZER]));
+        assert!(defaults_patch(&patched, None, &config).is_empty());
+
+        let mut other = role(json!({}));
+        other["metadata"]["finalizers"] = json!(["example.com/keep"]);
+        let patched = apply(&other, &defaults_patch(&other, None, &config));
+        assert_eq!(
+            patched["metadata"]["finalizers"],
+            json!(["example.com/keep", FINALIZER])
+        );
+        assert!(defaults_patch(&patched, None, &config).is_empty());
+    }
+
+    #[test]
     fn keeps_what_the_user_set_and_escapes_tag_keys() {
         let config = config_with_tags(&[("team", "platform"), ("a/b~c", "x")]);
         let spec = json!({"path": "/svc/", "maxSessionDuration": 7200, "deletionPolicy": "Retain",
@@ -268,10 +311,11 @@ mod tests {
                 "{object}"
             );
         }
-        let odd = role(
+        let mut odd = role(
             json!({"path": "/", "maxSessionDuration": 3600, "deletionPolicy": "Delete",
                               "tags": "x", "inlinePolicies": "x", "inlinePolicy": {"policyName": "p"}}),
         );
+        odd["metadata"]["finalizers"] = json!("x");
         assert!(defaults_patch(&odd, None, &config).is_empty());
     }
 }

@@ -15,5 +15,9 @@ pub use iamrole::{DeletionPolicy, IAMRole, IAMRoleSpec, IAMRoleStatus, InlinePol
 pub const GROUP: &str = "aws-infra-operator.runner.codes";
 /// The API version of every kind this operator serves.
 pub const VERSION: &str = "v1alpha1";
+/// The finalizer that keeps an IAMRole until the reconciler has cleaned up its IAM role. The
+/// mutating webhook puts it on every IAMRole that is not being deleted; the reconciler adds it too
+/// (before CreateRole) where the webhook did not, and removes it once the role is deleted or retained.
+pub const FINALIZER: &str = "aws-infra-operator.runner.codes/finalizer";
 /// `apiVersion` as it appears in manifests.
 pub const API_VERSION: &str = "aws-infra-operator.runner.codes/v1alpha1";

@@ -1,4 +1,4 @@
-//! State shared by every reconcile: the Kubernetes client, the Event recorder, the metrics, the
+//! State shared by every reconcile: the Kubernetes client, the Event queue, the metrics, the
 //! watch caches, the AWS clients of each provider (cached per provider generation and Secret
 //! versions), the failure counts that drive backoff, and the channel that requeues IAMRoles when
 //! their provider changes. Talks to the Kubernetes API (AWSProviders and Secrets when the caches
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -60,8 +61,8 @@ pub struct Stores {
 pub struct Context {
     /// The Kubernetes client.
     pub client: Client,
-    /// Publishes Events about IAMRoles and AWSProviders.
-    pub recorder: Recorder,
+    /// Hands Events about IAMRoles and AWSProviders to the publishing task.
+    events: mpsc::Sender<(Event, ObjectReference)>,
     /// Reconcile and AWS call metrics.
     pub metrics: ControllerMetrics,
     /// The watch caches.
@@ -87,7 +88,7 @@ impl Context {
     ) -> Self {
         Context {
             client,
-            recorder,
+            events: spawn_event_publisher(recorder),
             metrics,
             stores,
             role_triggers,
@@ -219,8 +220,9 @@ impl Context {
         Ok(secrets)
     }
 
-    /// Publishes an Event about `regarding` in the background, so that a reconcile never waits for
-    /// it; a failure is logged, never fatal.
+    /// Queues an Event about `regarding` for the publishing task, so that a reconcile never waits
+    /// for it. Events are best effort, as in Kubernetes' own clients: when [`EVENTS_QUEUED`] are
+    /// already waiting the Event is dropped (and logged); a failure to publish is logged, never fatal.
     pub fn publish(
         &self,
         regarding: &ObjectReference,
@@ -236,13 +238,9 @@ impl Context {
             action: action.to_owned(),
             secondary: None,
         };
-        let recorder = self.recorder.clone();
-        let regarding = regarding.clone();
-        tokio::spawn(async move {
-            if let Err(error) = recorder.publish(&event, &regarding).await {
-                tracing::warn!(%error, reason = %event.reason, "cannot publish an Event");
-            }
-        });
+        if let Err(error) = self.events.try_send((event, regarding.clone())) {
+            tracing::warn!(reason, %error, "Event dropped");
+        }
     }
 
     /// Counts one more failure of the object `key` and returns the delay before retrying it.
@@ -268,6 +266,32 @@ pub fn provider_ready(provider: &AWSProvider) -> bool {
     let status = provider.status.as_ref();
     status.is_some_and(|s| s.ready)
         && status.and_then(|s| s.observed_generation) == provider.metadata.generation
+}
+
+/// How many Events are sent to the API server at once: enough to keep up with the reconciles,
+/// few enough that a burst of failures (thousands of objects at once) queues small Events instead
+/// of holding thousands of requests open.
+const EVENTS_IN_FLIGHT: usize = 4;
+
+/// How many Events may wait to be published before new ones are dropped.
+const EVENTS_QUEUED: usize = 256;
+
+/// Starts the task that publishes queued Events, at most [`EVENTS_IN_FLIGHT`] at once; it ends
+/// once the returned sender (the context) is dropped and the queue is drained.
+fn spawn_event_publisher(recorder: Recorder) -> mpsc::Sender<(Event, ObjectReference)> {
+    let (sender, mut receiver) = mpsc::channel::<(Event, ObjectReference)>(EVENTS_QUEUED);
+    let queued = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
+    tokio::spawn(
+        queued.for_each_concurrent(EVENTS_IN_FLIGHT, move |(event, regarding)| {
+            let recorder = recorder.clone();
+            async move {
+                if let Err(error) = recorder.publish(&event, &regarding).await {
+                    tracing::warn!(%error, reason = %event.reason, "cannot publish an Event");
+                }
+            }
+        }),
+    );
+    sender
 }
 
 /// Longest Event note Kubernetes accepts, in bytes.

@@ -27,11 +27,8 @@ use super::observed::ObservedRole;
 use super::plan::{Ownership, ownership, plan};
 use super::status::{RoleIdentity, RoleOutcome, role_status, status_changed};
 use super::status_patch::write_status;
-use crate::api::{AWSProvider, DeletionPolicy, DriftDetection, IAMRole};
+use crate::api::{AWSProvider, DeletionPolicy, DriftDetection, FINALIZER, IAMRole};
 use crate::aws::{AwsError, AwsErrorKind, CreateRole, IamApi};
-
-/// The finalizer that keeps an IAMRole until its IAM role is cleaned up.
-pub const FINALIZER: &str = "aws-infra-operator.runner.codes/finalizer";
 
 /// The kind, as metrics and logs name it.
 pub const KIND: &str = "IAMRole";
