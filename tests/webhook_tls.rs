@@ -5,6 +5,7 @@ mod support;
 
 use hyper::StatusCode;
 use infra_operator::admission::{self, WebhookConfig, WebhookError};
+use infra_operator::api::FINALIZER;
 use infra_operator::certs::write_certs;
 use serde_json::{Value, json};
 use support::{
@@ -82,7 +83,10 @@ async fn reviews_are_answered_over_https() {
     let patch: Value = serde_json::from_slice(&patch).unwrap();
     assert_eq!(
         patch,
-        json!([{"op": "add", "path": "/spec/path", "value": "/"}])
+        json!([
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+            {"op": "add", "path": "/spec/path", "value": "/"},
+        ])
     );
 
     let reply = https_post(
