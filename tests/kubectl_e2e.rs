@@ -296,6 +296,19 @@ fn delete_without_reconciler(stack: &Stack, name: &str) {
     stack
         .kubectl_ok(&["delete", "iamrole", name, "--wait=false"])
         .expect("kubectl delete");
+    drop_finalizers(stack, name);
+    stack
+        .kubectl_ok(&[
+            "wait",
+            "--for=delete",
+            &format!("iamrole/{name}"),
+            "--timeout=30s",
+        ])
+        .expect("the object is gone");
+}
+
+/// Removes every finalizer of the IAMRole `name` (`kubectl patch`).
+fn drop_finalizers(stack: &Stack, name: &str) {
     stack
         .kubectl_ok(&[
             "patch",
@@ -305,15 +318,7 @@ fn delete_without_reconciler(stack: &Stack, name: &str) {
             "-p",
             r#"{"metadata":{"finalizers":null}}"#,
         ])
-        .expect("remove the finalizer of an object being deleted");
-    stack
-        .kubectl_ok(&[
-            "wait",
-            "--for=delete",
-            &format!("iamrole/{name}"),
-            "--timeout=30s",
-        ])
-        .expect("the object is gone");
+        .unwrap_or_else(|e| panic!("remove the finalizers of {name}: {e}"));
 }
 
 fn finalizers(stack: &Stack, name: &str) -> Value {
@@ -326,16 +331,7 @@ fn finalizers(stack: &Stack, name: &str) -> Value {
 fn the_finalizer_stays_on_live_objects(stack: &Stack) {
     let wanted = serde_json::json!([FINALIZER]);
     assert_eq!(finalizers(stack, "lambda-data-processor"), wanted);
-    stack
-        .kubectl_ok(&[
-            "patch",
-            "iamrole",
-            "lambda-data-processor",
-            "--type=merge",
-            "-p",
-            r#"{"metadata":{"finalizers":null}}"#,
-        ])
-        .expect("kubectl patch");
+    drop_finalizers(stack, "lambda-data-processor");
     assert_eq!(
         finalizers(stack, "lambda-data-processor"),
         wanted,

@@ -130,31 +130,26 @@ impl Context {
             .ok_or(ReconcileError::InvalidObject("namespace"))?;
         let name = provider.name_any();
         let cache_key = format!("{namespace}/{name}");
-        if let Some(watched) = self.watched_secret_versions(provider, &namespace) {
-            let key = ClientsKey {
-                generation: provider.metadata.generation,
-                secret_versions: watched,
-            };
-            if let Some((cached_key, clients)) = self.cached(&cache_key)
-                && cached_key == key
-            {
-                return Ok(clients);
-            }
+        let key_with = |secret_versions| ClientsKey {
+            generation: provider.metadata.generation,
+            secret_versions,
+        };
+        if let Some(watched) = self.watched_secret_versions(provider, &namespace)
+            && let Some(clients) = self.cached(&cache_key, &key_with(watched))
+        {
+            return Ok(clients);
         }
         let secrets = self.referenced_secrets(provider, &namespace).await?;
-        let key = ClientsKey {
-            generation: provider.metadata.generation,
-            secret_versions: secrets
+        let key = key_with(
+            secrets
                 .iter()
                 .map(|(name, secret)| {
                     let version = secret.as_ref().and_then(|s| s.resource_version());
                     (name.clone(), version)
                 })
                 .collect(),
-        };
-        if let Some((cached_key, clients)) = self.cached(&cache_key)
-            && cached_key == key
-        {
+        );
+        if let Some(clients) = self.cached(&cache_key, &key) {
             return Ok(clients);
         }
         let settings = ProviderSettings::from_spec(
@@ -180,11 +175,7 @@ impl Context {
         provider: &AWSProvider,
         namespace: &str,
     ) -> Option<Vec<(String, Option<String>)>> {
-        let names: BTreeSet<&str> = ProviderSettings::secret_refs(&provider.spec)
-            .into_iter()
-            .map(|(_, reference)| reference.name.as_str())
-            .collect();
-        names
+        secret_names(provider)
             .into_iter()
             .map(|name| {
                 let secret = self
@@ -196,8 +187,11 @@ impl Context {
             .collect()
     }
 
-    fn cached(&self, key: &str) -> Option<(ClientsKey, AwsClients)> {
-        self.clients.entries.lock().ok()?.get(key).cloned()
+    /// The cached clients of the provider `cache_key`, if they were built for `key`.
+    fn cached(&self, cache_key: &str, key: &ClientsKey) -> Option<AwsClients> {
+        let entries = self.clients.entries.lock().ok()?;
+        let (built_for, clients) = entries.get(cache_key)?;
+        (built_for == key).then(|| clients.clone())
     }
 
     /// Every Secret the provider references, by name (`None` when missing).
@@ -208,14 +202,11 @@ impl Context {
     ) -> Result<BTreeMap<String, Option<Secret>>, ReconcileError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         let mut secrets = BTreeMap::new();
-        for (_, reference) in ProviderSettings::secret_refs(&provider.spec) {
-            if secrets.contains_key(&reference.name) {
-                continue;
-            }
-            let secret = api.get_opt(&reference.name).await.map_err(|e| {
+        for name in secret_names(provider) {
+            let secret = api.get_opt(name).await.map_err(|e| {
                 ReconcileError::kube("read a Secret referenced by the AWSProvider", e)
             })?;
-            secrets.insert(reference.name.clone(), secret);
+            secrets.insert(name.to_owned(), secret);
         }
         Ok(secrets)
     }
@@ -259,6 +250,14 @@ impl Context {
             failures.remove(key);
         }
     }
+}
+
+/// The names of the Secrets the provider references, each once.
+fn secret_names(provider: &AWSProvider) -> BTreeSet<&str> {
+    ProviderSettings::secret_refs(&provider.spec)
+        .into_iter()
+        .map(|(_, reference)| reference.name.as_str())
+        .collect()
 }
 
 /// Whether the provider authenticated at its current generation.
@@ -423,6 +422,22 @@ mod tests {
         ] {
             assert_eq!(secret_value(&secrets, &reference), Err(expected.to_owned()));
         }
+    }
+
+    #[test]
+    fn each_referenced_secret_is_named_once() {
+        let mut provider = AWSProvider::new(
+            "aws",
+            AWSProviderSpec {
+                access_key_id_ref: Some(key_ref("creds", "id")),
+                secret_access_key_ref: Some(key_ref("creds", "secret")),
+                session_token_ref: Some(key_ref("token", "value")),
+                ..AWSProviderSpec::default()
+            },
+        );
+        assert_eq!(secret_names(&provider), BTreeSet::from(["creds", "token"]));
+        provider.spec = AWSProviderSpec::default();
+        assert!(secret_names(&provider).is_empty());
     }
 
     #[test]

@@ -9,6 +9,11 @@ use crate::controller::plan::PlanError;
 /// Annotation that lets an IAMRole take over an existing IAM role created outside the operator.
 pub const ADOPT_ANNOTATION: &str = "aws-infra-operator.runner.codes/adopt";
 
+/// Reason of [`ReconcileError::RoleExists`]: a role of that name exists without the owner tag.
+pub const ROLE_EXISTS: &str = "RoleExists";
+/// Reason of [`ReconcileError::RoleConflict`]: a role of that name is owned by another object.
+pub const ROLE_CONFLICT: &str = "RoleConflict";
+
 /// First delay after a failure that is worth retrying soon.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
 /// Longest delay between retries of a failing object.
@@ -124,8 +129,8 @@ impl ReconcileError {
             ReconcileError::Settings { source, .. } => source.reason(),
             ReconcileError::Aws { source, .. } => source.reason(),
             ReconcileError::Plan(e) => e.reason(),
-            ReconcileError::RoleExists { .. } => "RoleExists",
-            ReconcileError::RoleConflict { .. } => "RoleConflict",
+            ReconcileError::RoleExists { .. } => ROLE_EXISTS,
+            ReconcileError::RoleConflict { .. } => ROLE_CONFLICT,
         }
     }
 

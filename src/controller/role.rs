@@ -22,7 +22,7 @@ use super::change::Change;
 use super::context::{Context, object_key, provider_ready};
 use super::desired::{DesiredRole, owner_value};
 use super::drift::requeue_interval;
-use super::error::{ADOPT_ANNOTATION, ReconcileError, Retry};
+use super::error::{ADOPT_ANNOTATION, ROLE_CONFLICT, ROLE_EXISTS, ReconcileError, Retry};
 use super::observed::ObservedRole;
 use super::plan::{Ownership, ownership, plan};
 use super::status::{RoleIdentity, RoleOutcome, role_status, status_changed};
@@ -185,7 +185,7 @@ fn role_seen(role: &IAMRole) -> bool {
 }
 
 /// The condition reasons that mean a role of the object's name exists but is not its own.
-const ROLE_IN_THE_WAY: [&str; 2] = ["RoleExists", "RoleConflict"];
+const ROLE_IN_THE_WAY: [&str; 2] = [ROLE_EXISTS, ROLE_CONFLICT];
 
 /// One reconcile of one object.
 struct Run<'a> {
@@ -414,7 +414,8 @@ impl Run<'_> {
         progress: &mut Progress,
     ) -> Result<AWSProvider, ReconcileError> {
         let provider = self
-            .provider()
+            .ctx
+            .provider(&self.namespace, &self.role.spec.provider_ref.name)
             .await?
             .ok_or_else(|| ReconcileError::ProviderNotFound {
                 namespace: self.namespace.clone(),
@@ -422,12 +423,6 @@ impl Run<'_> {
             })?;
         progress.drift = provider.spec.drift_detection.clone();
         Ok(provider)
-    }
-
-    async fn provider(&self) -> Result<Option<AWSProvider>, ReconcileError> {
-        self.ctx
-            .provider(&self.namespace, &self.role.spec.provider_ref.name)
-            .await
     }
 
     /// Adds the finalizer (before anything is created in IAM).
