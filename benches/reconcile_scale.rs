@@ -30,10 +30,10 @@ use anyhow::{Context, bail, ensure};
 use futures::{StreamExt, TryStreamExt, stream};
 use infra_operator::api::{AWSProvider, IAMRole};
 use infra_operator::aws::{
-    AwsClients, CreateRole, CredentialSource, IamApi, ProviderSettings, SecretString, is_write,
+    AwsClients, CredentialSource, IamApi, ProviderSettings, SecretString, is_write,
 };
-use infra_operator::controller::change::Change;
-use infra_operator::guardrails::OWNER_TAG_KEY;
+use infra_operator::iam::OWNER_TAG_KEY;
+use infra_operator::iam::{Change, CreateRole};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};

@@ -8,5 +8,6 @@ pub mod certs;
 pub mod cli;
 pub mod controller;
 pub mod guardrails;
+pub mod iam;
 pub mod telemetry;
 pub mod validate;

@@ -10,11 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use infra_operator::aws::{
-    AwsClients, AwsErrorKind, CallObserver, CreateRole, CredentialSource, IamApi, ProviderSettings,
-    RESULT_ERROR, RESULT_OK, SecretString, WEB_IDENTITY_SESSION_NAME, is_write,
+    AwsClients, AwsErrorKind, CallObserver, CredentialSource, IamApi, ProviderSettings, RESULT_OK,
+    SecretString, WEB_IDENTITY_SESSION_NAME, is_write,
 };
-use infra_operator::controller::change::Change;
-use infra_operator::guardrails::OWNER_TAG_KEY;
+use infra_operator::iam::{Change, CreateRole, OWNER_TAG_KEY};
 use local_stack::{Moto, Tools};
 use tempfile::TempDir;
 
@@ -538,7 +537,7 @@ async fn aws_errors_are_mapped() {
         let api = iam(&endpoint, &calls).await;
 
         assert_eq!(api.observe_role("absent").await.expect("observe"), None);
-        assert_eq!(calls.all(), vec![("GetRole", RESULT_ERROR)]);
+        assert_eq!(calls.all(), vec![("GetRole", "NoSuchEntity")]);
 
         let err = api
             .apply(
@@ -711,5 +710,5 @@ async fn unreachable_endpoint_is_transient() {
         "{err}"
     );
     assert!(!err.message().contains("testing"), "{err}");
-    assert_eq!(calls.all(), vec![("GetCallerIdentity", RESULT_ERROR)]);
+    assert_eq!(calls.all(), vec![("GetCallerIdentity", "Unreachable")]);
 }

@@ -17,11 +17,11 @@ use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use infra_operator::api::{AWSProvider, FINALIZER, IAMRole};
 use infra_operator::aws::{
-    AwsClients, CreateRole, CredentialSource, IamApi, ProviderSettings, SecretString, is_write,
+    AwsClients, CredentialSource, IamApi, ProviderSettings, SecretString, is_write,
 };
-use infra_operator::controller::change::Change;
-use infra_operator::controller::observed::ObservedRole;
-use infra_operator::guardrails::OWNER_TAG_KEY;
+use infra_operator::iam::ObservedRole;
+use infra_operator::iam::{Change, CreateRole};
+use infra_operator::iam::{OWNER_TAG_KEY, POLICIES_TAG_KEY, policies_tag_value};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -380,6 +380,7 @@ fn mismatches(
     let namespace = role.metadata.namespace.clone().unwrap_or_default();
     let name = role.metadata.name.clone().unwrap_or_default();
     tags.insert(OWNER_TAG_KEY.to_owned(), format!("{namespace}/{name}"));
+    tags.insert(POLICIES_TAG_KEY.to_owned(), policies_tag_value(&managed));
     let observed_tags: BTreeMap<String, String> = observed
         .tags
         .iter()
@@ -716,6 +717,43 @@ fn updates_and_drift_converge(world: &World) {
         .expect("exists");
     assert_eq!(observed.max_session_duration, 43200, "drift not made");
     world.wait_converged(name, &foreign);
+}
+
+/// Step 3b: The memory of what an object attached survives a lost status: with the status wiped
+/// (a backup restored without it), a policy removed from the spec is still detached, and the
+/// policy attached by hand in step 3 still stays.
+fn lost_status_still_detaches(world: &World) {
+    let name = "update-target";
+    let foreign = BTreeSet::from([DYNAMO_READ.to_owned()]);
+    world.patch_role(
+        name,
+        json!({"spec": {"managedPolicyArns": [LOGS_READ, S3_READ]}}),
+    );
+    world.wait_converged(name, &foreign);
+    world
+        .block_on(world.roles().patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": null})),
+        ))
+        .unwrap_or_else(|e| panic!("wipe the status of {name}: {e}"));
+    let wiped = world.role(name).expect("get").expect("exists");
+    assert!(
+        wiped
+            .status
+            .as_ref()
+            .is_none_or(|s| s.attached_policy_arns.is_empty()),
+        "status not wiped: {:?}",
+        wiped.status
+    );
+    world.patch_role(name, json!({"spec": {"managedPolicyArns": [LOGS_READ]}}));
+    let (_, observed) = world.wait_converged(name, &foreign);
+    assert!(
+        !observed.managed_policies.contains(S3_READ),
+        "{:?}",
+        observed.managed_policies
+    );
+    assert!(observed.managed_policies.contains(DYNAMO_READ));
 }
 
 /// Step 4: Deletion: `Delete` empties the role (instance profile, managed policies — also one
@@ -1283,6 +1321,9 @@ fn the_reconciler_makes_iam_match_on_a_real_api_server_and_moto() {
     });
     step("3 updates and drift", &mut world, &|w| {
         updates_and_drift_converge(w)
+    });
+    step("3b lost status still detaches", &mut world, &|w| {
+        lost_status_still_detaches(w)
     });
     step("4 deletion", &mut world, &|w| deletion(w));
     step("5 ownership", &mut world, &|w| ownership(w));

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::api::FINALIZER;
 use crate::guardrails::Config;
+use crate::iam::tags::defaults_not_set;
 
 /// `spec.path` when the object has none.
 pub const DEFAULT_PATH: &str = "/";
@@ -98,11 +99,10 @@ fn add_default_tags(spec: &Map<String, Value>, config: &Config, ops: &mut Vec<Pa
             ops.push(add(&["tags"], Value::Object(tags)));
         }
         Some(Value::Object(own)) => {
-            let own_keys: Vec<String> = own.keys().map(|k| k.to_lowercase()).collect();
-            for (key, value) in &config.default_tags {
-                if !own_keys.contains(&key.to_lowercase()) {
-                    ops.push(add(&["tags", key], Value::from(value.as_str())));
-                }
+            for (key, value) in
+                defaults_not_set(&config.default_tags, own.keys().map(String::as_str))
+            {
+                ops.push(add(&["tags", key], Value::from(value.as_str())));
             }
         }
         Some(_) => {}

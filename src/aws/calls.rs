@@ -1,5 +1,6 @@
 //! Accounting of AWS calls: every IAM/STS call is reported to an optional observer by operation and
-//! result, so the controller can count calls (reads and writes apart). Does no I/O itself.
+//! result — `ok` or the error's reason (`Throttling`, `AccessDenied`, …) — so the controller can
+//! count calls (reads and writes apart) and see why they fail. Does no I/O itself.
 
 use std::fmt;
 use std::future::Future;
@@ -11,15 +12,12 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use super::error::AwsError;
 
 /// Told about every AWS call once it finished: `(operation, result)` where operation is the API
-/// name (`GetRole`, `TagRole`, …; one call per page of a list) and result is [`RESULT_OK`] or
-/// [`RESULT_ERROR`].
+/// name (`GetRole`, `TagRole`, …; one call per page of a list) and result is [`RESULT_OK`] or the
+/// PascalCase reason of the error ([`super::AwsErrorKind::reason`]).
 pub type CallObserver = Arc<dyn Fn(&'static str, &'static str) + Send + Sync>;
 
 /// Result label of a call that succeeded.
 pub const RESULT_OK: &str = "ok";
-
-/// Result label of a call that failed.
-pub const RESULT_ERROR: &str = "error";
 
 /// Whether an IAM/STS operation changes anything in AWS. Reads are the `Get…` and `List…` calls and
 /// STS's `AssumeRole…` (which only hands out credentials); every other operation counts as a write.
@@ -49,10 +47,13 @@ impl Recorder {
         Recorder { observer }
     }
 
-    /// Reports one finished call.
-    pub(crate) fn record(&self, operation: &'static str, ok: bool) {
+    /// Reports one finished call: [`RESULT_OK`] or the error's reason.
+    pub(crate) fn record<T>(&self, operation: &'static str, result: &Result<T, AwsError>) {
         if let Some(observer) = &self.observer {
-            observer(operation, if ok { RESULT_OK } else { RESULT_ERROR });
+            observer(
+                operation,
+                result.as_ref().map_or_else(AwsError::reason, |_| RESULT_OK),
+            );
         }
     }
 
@@ -65,8 +66,9 @@ impl Recorder {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        self.record(operation, result.is_ok());
-        result.map_err(|err| AwsError::from_sdk(operation, err))
+        let result = result.map_err(|err| AwsError::from_sdk(operation, err));
+        self.record(operation, &result);
+        result
     }
 
     /// Awaits one SDK call, reports it and maps its error.
@@ -91,7 +93,7 @@ mod tests {
     use aws_smithy_types::error::ErrorMetadata;
 
     use super::*;
-    use crate::controller::change::Change;
+    use crate::iam::Change;
 
     #[test]
     fn reads_and_writes() {
@@ -162,7 +164,7 @@ mod tests {
         assert_eq!(err.reason(), "Throttling");
         assert_eq!(
             *seen.lock().expect("not poisoned"),
-            vec!["GetRole=ok".to_owned(), "TagRole=error".to_owned()]
+            vec!["GetRole=ok".to_owned(), "TagRole=Throttling".to_owned()]
         );
     }
 }

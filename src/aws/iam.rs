@@ -1,50 +1,20 @@
 //! The IAM operations on one role the reconciler needs: observe it (every list paginated, policy
 //! documents URL-decoded), create it, execute a [`Change`], and the calls of its deletion. Every
-//! call is reported to the clients' observer. Does network I/O.
+//! call (one per page of a list) is reported to the clients' observer. Does network I/O.
 
 use std::collections::BTreeMap;
 
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::Tag;
+use aws_smithy_async::future::pagination_stream::PaginationStream;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::date_time::Format;
 
 use super::calls::Recorder;
 use super::document::decode_policy_document;
 use super::error::{AwsError, AwsErrorKind};
-use crate::controller::change::Change;
-use crate::controller::observed::ObservedRole;
-
-/// IAM's maximum session duration when a role has none recorded.
-const DEFAULT_MAX_SESSION_DURATION: i32 = 3600;
-
-/// Everything CreateRole sets, in one call.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CreateRole {
-    /// Role name.
-    pub name: String,
-    /// Role path (`/` or `/…/`).
-    pub path: String,
-    /// Trust policy document.
-    pub trust_policy: String,
-    /// Description; `None` or empty sets none.
-    pub description: Option<String>,
-    /// Maximum session duration in seconds.
-    pub max_session_duration: i32,
-    /// Permissions boundary policy ARN.
-    pub permissions_boundary: Option<String>,
-    /// Tags, the owner tag included.
-    pub tags: BTreeMap<String, String>,
-}
-
-/// What IAM reports about a role it just created.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CreatedRole {
-    /// Role ARN.
-    pub arn: String,
-    /// Stable role id (`AROA…`).
-    pub role_id: String,
-    /// Creation time, RFC 3339.
-    pub create_date: String,
-}
+use crate::iam::defaults::max_session_duration;
+use crate::iam::{Change, CreateRole, ObservedRole, RoleIdentity};
 
 /// IAM calls through one provider's client. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -100,9 +70,7 @@ impl IamApi {
                 .description()
                 .filter(|d| !d.is_empty())
                 .map(str::to_owned),
-            max_session_duration: role
-                .max_session_duration()
-                .unwrap_or(DEFAULT_MAX_SESSION_DURATION),
+            max_session_duration: max_session_duration(role.max_session_duration()),
             trust_policy: decode_policy_document(
                 role.assume_role_policy_document().unwrap_or_default(),
             ),
@@ -125,18 +93,14 @@ impl IamApi {
         if let Some(items) = self.page_size {
             paginator = paginator.page_size(items);
         }
-        let mut pages = paginator.send();
-        let mut arns = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = self.recorder.outcome("ListAttachedRolePolicies", page)?;
-            arns.extend(
-                page.attached_policies()
-                    .iter()
-                    .filter_map(|p| p.policy_arn())
-                    .map(str::to_owned),
-            );
-        }
-        Ok(arns)
+        self.every_page("ListAttachedRolePolicies", paginator.send(), |page| {
+            page.attached_policies
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| p.policy_arn)
+                .collect()
+        })
+        .await
     }
 
     async fn inline_policies(&self, role_name: &str) -> Result<BTreeMap<String, String>, AwsError> {
@@ -148,12 +112,11 @@ impl IamApi {
         if let Some(items) = self.page_size {
             paginator = paginator.page_size(items);
         }
-        let mut pages = paginator.send();
-        let mut names = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = self.recorder.outcome("ListRolePolicies", page)?;
-            names.extend(page.policy_names().iter().cloned());
-        }
+        let names = self
+            .every_page("ListRolePolicies", paginator.send(), |page| {
+                page.policy_names
+            })
+            .await?;
         let mut policies = BTreeMap::new();
         for name in names {
             let result = self
@@ -188,19 +151,33 @@ impl IamApi {
         if let Some(items) = self.page_size {
             paginator = paginator.page_size(items);
         }
-        let mut pages = paginator.send();
-        let mut tags = BTreeMap::new();
+        let tags = self
+            .every_page("ListRoleTags", paginator.send(), |page| {
+                page.tags.into_iter().map(|t| (t.key, t.value)).collect()
+            })
+            .await?;
+        Ok(tags.into_iter().collect())
+    }
+
+    /// Every item of every page of a list call, each page reported as one call.
+    async fn every_page<O, E, T>(
+        &self,
+        operation: &'static str,
+        mut pages: PaginationStream<Result<O, SdkError<E, HttpResponse>>>,
+        items: impl Fn(O) -> Vec<T>,
+    ) -> Result<Vec<T>, AwsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let mut all = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = self.recorder.outcome("ListRoleTags", page)?;
-            for tag in page.tags() {
-                tags.insert(tag.key().to_owned(), tag.value().to_owned());
-            }
+            all.extend(items(self.recorder.outcome(operation, page)?));
         }
-        Ok(tags)
+        Ok(all)
     }
 
     /// CreateRole with every attribute and tag in one call.
-    pub async fn create_role(&self, role: &CreateRole) -> Result<CreatedRole, AwsError> {
+    pub async fn create_role(&self, role: &CreateRole) -> Result<RoleIdentity, AwsError> {
         let operation = "CreateRole";
         let tags = tag_list(operation, &role.tags)?;
         let output = self
@@ -222,7 +199,7 @@ impl IamApi {
         let created = output.role().ok_or_else(|| {
             AwsError::new(operation, AwsErrorKind::Other, "the response holds no Role")
         })?;
-        Ok(CreatedRole {
+        Ok(RoleIdentity {
             arn: created.arn().to_owned(),
             role_id: created.role_id().to_owned(),
             create_date: rfc3339(created.create_date()),
@@ -338,17 +315,13 @@ impl IamApi {
         if let Some(items) = self.page_size {
             paginator = paginator.page_size(items);
         }
-        let mut pages = paginator.send();
-        let mut names = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = self.recorder.outcome("ListInstanceProfilesForRole", page)?;
-            names.extend(
-                page.instance_profiles()
-                    .iter()
-                    .map(|p| p.instance_profile_name().to_owned()),
-            );
-        }
-        Ok(names)
+        self.every_page("ListInstanceProfilesForRole", paginator.send(), |page| {
+            page.instance_profiles
+                .into_iter()
+                .map(|p| p.instance_profile_name)
+                .collect()
+        })
+        .await
     }
 
     /// RemoveRoleFromInstanceProfile.

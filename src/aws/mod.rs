@@ -10,13 +10,13 @@ mod iam;
 mod settings;
 mod web_identity;
 
-pub use calls::{CallObserver, RESULT_ERROR, RESULT_OK, is_write};
+pub use calls::{CallObserver, RESULT_OK, is_write};
 pub use clients::{
     ATTEMPT_TIMEOUT, AwsClients, CONNECT_TIMEOUT, CallerIdentity, MAX_ATTEMPTS, OPERATION_TIMEOUT,
 };
 pub use document::decode_policy_document;
 pub use error::{AwsError, AwsErrorKind};
-pub use iam::{CreateRole, CreatedRole, IamApi};
+pub use iam::IamApi;
 pub use settings::{
     CredentialSource, ProviderSettings, SecretString, SettingsError, WEB_IDENTITY_SESSION_NAME,
     WEB_IDENTITY_TOKEN_FILE_ENV, web_identity_token_file_from_env,

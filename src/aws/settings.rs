@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::api::{AWSProviderSpec, SecretKeyRef};
+use crate::iam::{CredentialForm, CredentialFormError, credential_form};
 
 /// Environment variable naming the web identity token file (set by EKS IRSA).
 pub const WEB_IDENTITY_TOKEN_FILE_ENV: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
@@ -84,17 +85,9 @@ pub struct ProviderSettings {
 /// Why a provider's settings could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// Both `roleARN` and Secret references are set.
-    #[error("spec.roleARN and static credential references are both set; keep one credential form")]
-    ConflictingCredentials,
-    /// Half of the static credentials is set.
-    #[error("spec.{present} is set without spec.{missing}; static credentials need both keys")]
-    IncompleteStaticCredentials {
-        /// The reference that is set.
-        present: &'static str,
-        /// The reference that is missing.
-        missing: &'static str,
-    },
+    /// The spec names no single credential form.
+    #[error("spec.{field}: {0}", field = .0.field())]
+    CredentialForm(CredentialFormError),
     /// `roleARN` is set but no web identity token file is configured.
     #[error(
         "spec.roleARN needs a web identity token, but {WEB_IDENTITY_TOKEN_FILE_ENV} is not set \
@@ -129,8 +122,7 @@ impl SettingsError {
     /// PascalCase reason for conditions and Events.
     pub fn reason(&self) -> &'static str {
         match self {
-            SettingsError::ConflictingCredentials
-            | SettingsError::IncompleteStaticCredentials { .. } => "InvalidProviderConfig",
+            SettingsError::CredentialForm(_) => "InvalidProviderConfig",
             SettingsError::MissingWebIdentityToken => "MissingWebIdentityToken",
             SettingsError::SecretUnavailable { .. } => "SecretUnavailable",
             SettingsError::EmptySecretValue { .. } => "InvalidCredentials",
@@ -164,51 +156,29 @@ impl ProviderSettings {
         F: FnMut(&SecretKeyRef) -> Result<String, E>,
         E: Into<Box<dyn StdError + Send + Sync>>,
     {
-        let has_static = spec.access_key_id_ref.is_some()
-            || spec.secret_access_key_ref.is_some()
-            || spec.session_token_ref.is_some();
-        let credentials = match (&spec.role_arn, has_static) {
-            (Some(_), true) => return Err(SettingsError::ConflictingCredentials),
-            (Some(role_arn), false) => CredentialSource::WebIdentity {
-                role_arn: role_arn.clone(),
+        let credentials = match credential_form(spec).map_err(SettingsError::CredentialForm)? {
+            CredentialForm::WebIdentity { role_arn } => CredentialSource::WebIdentity {
+                role_arn: role_arn.to_owned(),
                 token_file: web_identity_token_file
                     .ok_or(SettingsError::MissingWebIdentityToken)?
                     .to_path_buf(),
                 session_name: WEB_IDENTITY_SESSION_NAME.to_owned(),
             },
-            (None, true) => {
-                let (access, secret) = match (&spec.access_key_id_ref, &spec.secret_access_key_ref)
-                {
-                    (Some(access), Some(secret)) => (access, secret),
-                    (Some(_), None) => {
-                        return Err(SettingsError::IncompleteStaticCredentials {
-                            present: "accessKeyIDRef",
-                            missing: "secretAccessKeyRef",
-                        });
-                    }
-                    (None, _) => {
-                        return Err(SettingsError::IncompleteStaticCredentials {
-                            present: if spec.secret_access_key_ref.is_some() {
-                                "secretAccessKeyRef"
-                            } else {
-                                "sessionTokenRef"
-                            },
-                            missing: "accessKeyIDRef",
-                        });
-                    }
-                };
+            CredentialForm::Static {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => {
                 let mut read = |field, reference| resolve(field, reference, &mut resolve_secret);
                 CredentialSource::Static {
-                    access_key_id: read("accessKeyIDRef", access)?,
-                    secret_access_key: read("secretAccessKeyRef", secret)?,
-                    session_token: spec
-                        .session_token_ref
-                        .as_ref()
+                    access_key_id: read("accessKeyIDRef", access_key_id)?,
+                    secret_access_key: read("secretAccessKeyRef", secret_access_key)?,
+                    session_token: session_token
                         .map(|token| read("sessionTokenRef", token))
                         .transpose()?,
                 }
             }
-            (None, false) => CredentialSource::DefaultChain,
+            CredentialForm::DefaultChain => CredentialSource::DefaultChain,
         };
         Ok(ProviderSettings {
             region: spec.region.clone(),
@@ -355,7 +325,10 @@ mod tests {
             ..static_spec()
         };
         let err = ProviderSettings::from_spec(&both, Some(Path::new("/t")), lookup);
-        assert!(matches!(err, Err(SettingsError::ConflictingCredentials)));
+        assert!(matches!(
+            err,
+            Err(SettingsError::CredentialForm(CredentialFormError::Both))
+        ));
 
         let half = AWSProviderSpec {
             secret_access_key_ref: None,

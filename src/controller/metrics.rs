@@ -1,6 +1,7 @@
-//! Prometheus metrics of the reconciler: reconciles by kind and result, their duration, and every
-//! AWS API call by operation and result. Registered into the process's registry (the one the admin
-//! port serves); in memory only.
+//! Prometheus metrics of the reconciler: reconciles by kind and result, their duration, failed
+//! reconciles by kind and reason, and every AWS API call by operation and result (`ok` or the
+//! error's reason). Registered into the process's registry (the one the admin port serves); in
+//! memory only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,13 @@ struct KindLabels {
     kind: &'static str,
 }
 
+/// Labels of `reconcile_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    kind: &'static str,
+    reason: &'static str,
+}
+
 /// Labels of `aws_api_calls_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -38,11 +46,13 @@ struct CallLabels {
     result: &'static str,
 }
 
-/// `reconciles_total{kind,result}`, `reconcile_duration_seconds{kind}` and
-/// `aws_api_calls_total{operation,result}` (one per IAM/STS call, one per page of a list).
+/// `reconciles_total{kind,result}`, `reconcile_duration_seconds{kind}`,
+/// `reconcile_errors_total{kind,reason}` and `aws_api_calls_total{operation,result}` (one per
+/// IAM/STS call, one per page of a list).
 #[derive(Clone, Debug)]
 pub struct ControllerMetrics {
     reconciles: Family<ReconcileLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
     duration: Family<KindLabels, Histogram, fn() -> Histogram>,
     aws_calls: Family<CallLabels, Counter>,
 }
@@ -52,6 +62,7 @@ impl ControllerMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = ControllerMetrics {
             reconciles: Family::default(),
+            errors: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
             aws_calls: Family::default(),
         };
@@ -59,6 +70,11 @@ impl ControllerMetrics {
             "reconciles",
             "Reconciles run, by kind and result",
             metrics.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles, by kind and reason (the condition reason)",
+            metrics.errors.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
@@ -86,6 +102,13 @@ impl ControllerMetrics {
         self.duration
             .get_or_create(&KindLabels { kind })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one failed reconcile of `kind` and its PascalCase `reason`.
+    pub fn observe_error(&self, kind: &'static str, reason: &'static str) {
+        self.errors
+            .get_or_create(&ErrorLabels { kind, reason })
+            .inc();
     }
 
     /// Records one AWS call.
@@ -128,7 +151,8 @@ mod tests {
         let observer = metrics.call_observer();
         observer("TagRole", "ok");
         observer("TagRole", "ok");
-        observer("GetRole", "error");
+        observer("GetRole", "Throttling");
+        metrics.observe_error("IAMRole", "RoleExists");
         let mut text = String::new();
         encode(&mut text, &registry).expect("encodes");
         assert_eq!(
@@ -157,7 +181,14 @@ mod tests {
         assert_eq!(
             sample(
                 &text,
-                r#"aws_api_calls_total{operation="GetRole",result="error"}"#
+                r#"aws_api_calls_total{operation="GetRole",result="Throttling"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"reconcile_errors_total{kind="IAMRole",reason="RoleExists"}"#
             ),
             Some(1.0)
         );

@@ -1,17 +1,23 @@
-//! The reconciler: makes AWS IAM match each IAMRole (observe → plan → apply → status).
+//! The reconciler: makes AWS IAM match each IAMRole. The pure [`model`] decides (planner, status,
+//! errors); the rest does I/O: [`role`] and [`provider`] reconcile one object each (observe →
+//! plan → execute in [`sync`], through the [`role_api::RoleApi`] trait, then one report step),
+//! [`runner`] and [`leader`] run the controllers while this replica leads, and the reconciles share
+//! a [`context::Context`] made of the watch caches ([`stores`]), the providers' AWS clients
+//! ([`clients`]), the Event queue ([`events`]), [`metrics`] and per-object [`backoff`].
 
-pub mod change;
+pub mod backoff;
+pub mod clients;
 pub mod context;
-pub mod desired;
-pub mod drift;
-pub mod error;
+pub mod events;
 pub mod leader;
 pub mod metrics;
-pub mod observed;
-pub mod plan;
-pub mod policy_eq;
+pub mod model;
 pub mod provider;
 pub mod role;
+pub mod role_api;
 pub mod runner;
-pub mod status;
+#[cfg(test)]
+mod scenarios;
 pub mod status_patch;
+pub mod stores;
+pub mod sync;

@@ -10,13 +10,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
-use super::context::{Context, object_key, roles_of_provider};
-use super::error::ReconcileError;
-use super::status::{ProviderOutcome, provider_status, status_changed};
+use super::context::Context;
+use super::model::error::ReconcileError;
+use super::model::status::{ProviderOutcome, provider_status, status_changed};
 use super::status_patch::write_status;
+use super::stores::object_key;
 use crate::api::{AWSProvider, AWSProviderStatus};
+use crate::aws::CallerIdentity;
 
 /// The kind, as metrics and logs name it.
 pub const KIND: &str = "AWSProvider";
@@ -24,8 +27,9 @@ pub const KIND: &str = "AWSProvider";
 /// How often working credentials are checked again.
 pub const RECHECK_INTERVAL: Duration = Duration::from_secs(300);
 
-/// Reconciles one AWSProvider. A failure to authenticate is reported in the status (and as a
-/// Warning Event when it starts) and retried with backoff.
+/// Reconciles one AWSProvider: the outcome is reported once (status, an Event when it starts
+/// failing or starts working, metrics); a failure is returned for [`error_policy`] to retry with
+/// backoff.
 pub async fn reconcile(
     provider: Arc<AWSProvider>,
     ctx: Arc<Context>,
@@ -35,101 +39,115 @@ pub async fn reconcile(
         .namespace()
         .ok_or(ReconcileError::InvalidObject("namespace"))?;
     let name = provider.name_any();
-    let key = object_key(KIND, &namespace, &name);
-    let outcome = authenticate(&provider, &ctx).await;
-    let previous = provider.status.as_ref();
-    let now = Time(Timestamp::now());
-    let status = provider_status(previous, &outcome, provider.metadata.generation, &now);
-    let written = if status_changed(previous, &status) {
-        let api: Api<AWSProvider> = Api::namespaced(ctx.client.clone(), &namespace);
-        write_status(&api, &name, previous, &status)
-            .await
-            .map_err(|e| ReconcileError::kube("write the AWSProvider status", e))
-    } else {
-        Ok(())
-    };
-    if written.is_ok() && roles_need_requeue(previous, &status) {
-        for role in roles_of_provider(&ctx.stores.roles, &namespace, &name) {
-            // The receiver lives as long as the IAMRole controller; a closed channel means it
-            // is shutting down and there is nothing left to requeue.
-            let _closed = ctx.role_triggers.send(role);
-        }
-    }
-    let became = previous.is_none_or(|p| p.ready != status.ready);
-    match &outcome {
-        ProviderOutcome::Authenticated {
-            account_id,
-            caller_identity,
-        } if became => {
-            tracing::info!(provider = %key, account = %account_id, "AWSProvider authenticated");
-            ctx.publish(
-                &provider.object_ref(&()),
-                EventType::Normal,
-                "Authenticated",
-                "GetCallerIdentity",
-                format!("authenticated as {caller_identity} in account {account_id}"),
-            );
-        }
-        ProviderOutcome::Failed { reason, message } => {
-            tracing::warn!(
-                provider = %key,
-                reason = %reason,
-                %message,
-                "AWSProvider cannot authenticate"
-            );
-            ctx.publish(
-                &provider.object_ref(&()),
-                EventType::Warning,
-                reason,
-                "GetCallerIdentity",
-                message.clone(),
-            );
-        }
-        ProviderOutcome::Authenticated { .. } => {}
-    }
-    let success = written.is_ok() && matches!(outcome, ProviderOutcome::Authenticated { .. });
+    let authenticated = authenticate(&provider, &ctx).await;
+    let result = report(&provider, &ctx, &namespace, &name, authenticated).await;
     ctx.metrics
-        .observe_reconcile(KIND, success, started.elapsed());
-    written?;
-    if success {
-        ctx.reset_backoff(&key);
-        Ok(Action::requeue(RECHECK_INTERVAL))
-    } else {
-        Ok(Action::requeue(ctx.next_backoff(&key)))
+        .observe_reconcile(KIND, result.is_ok(), started.elapsed());
+    match &result {
+        Ok(_) => ctx.backoff.forget(&object_key(KIND, &namespace, &name)),
+        Err(error) => ctx.metrics.observe_error(KIND, error.reason()),
     }
+    result
 }
 
-/// Backs off after an error the reconcile could not report itself.
+/// Backs off after a failure, per provider (forgotten once the provider is gone).
 pub fn error_policy(
     provider: Arc<AWSProvider>,
-    error: &ReconcileError,
+    _error: &ReconcileError,
     ctx: Arc<Context>,
 ) -> Action {
-    let key = object_key(
-        KIND,
-        provider.namespace().as_deref().unwrap_or_default(),
-        &provider.name_any(),
-    );
-    tracing::warn!(provider = %key, reason = error.reason(), %error, "reconcile failed");
-    Action::requeue(ctx.next_backoff(&key))
+    let namespace = provider.namespace().unwrap_or_default();
+    let key = object_key(KIND, &namespace, &provider.name_any());
+    let live = ctx.stores.providers.state().len();
+    Action::requeue(ctx.backoff.next(&key, live, |key| {
+        let mut parts = key.splitn(3, '/');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(KIND), Some(namespace), Some(name)) => ctx
+                .stores
+                .providers
+                .get(&ObjectRef::new(name).within(namespace))
+                .is_some(),
+            // Another kind's entry: not this controller's to forget.
+            _ => true,
+        }
+    }))
 }
 
-/// Builds the clients and calls STS GetCallerIdentity.
-async fn authenticate(provider: &AWSProvider, ctx: &Context) -> ProviderOutcome {
-    let result = match ctx.provider_clients(provider).await {
-        Ok(clients) => clients.caller_identity().await.map_err(ReconcileError::aws),
-        Err(error) => Err(error),
-    };
-    match result {
+/// Writes the status of the outcome, publishes its Event, and requeues the provider's IAMRoles
+/// when its readiness or spec changed.
+async fn report(
+    provider: &AWSProvider,
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    authenticated: Result<CallerIdentity, ReconcileError>,
+) -> Result<Action, ReconcileError> {
+    let outcome = match &authenticated {
         Ok(identity) => ProviderOutcome::Authenticated {
-            account_id: identity.account,
-            caller_identity: identity.arn,
+            account_id: identity.account.clone(),
+            caller_identity: identity.arn.clone(),
         },
         Err(error) => ProviderOutcome::Failed {
             reason: error.reason().to_owned(),
             message: error.to_string(),
         },
+    };
+    let previous = provider.status.as_ref();
+    let now = Time(Timestamp::now());
+    let status = provider_status(previous, &outcome, provider.metadata.generation, &now);
+    if status_changed(previous, &status) {
+        let api: Api<AWSProvider> = Api::namespaced(ctx.client.clone(), namespace);
+        write_status(&api, name, previous, &status)
+            .await
+            .map_err(|e| ReconcileError::kube("write the AWSProvider status", e))?;
     }
+    if roles_need_requeue(previous, &status) {
+        for role in ctx.stores.roles_of_provider(namespace, name) {
+            // The receiver lives as long as the IAMRole controller; a closed channel means it
+            // is shutting down and there is nothing left to requeue.
+            let _closed = ctx.role_triggers.send(role);
+        }
+    }
+    let key = object_key(KIND, namespace, name);
+    let regarding = provider.object_ref(&());
+    match authenticated {
+        Ok(identity) => {
+            if previous.is_none_or(|p| !p.ready) {
+                tracing::info!(provider = %key, account = %identity.account, "AWSProvider authenticated");
+                ctx.events.publish(
+                    &regarding,
+                    EventType::Normal,
+                    "Authenticated",
+                    "GetCallerIdentity",
+                    format!(
+                        "authenticated as {} in account {}",
+                        identity.arn, identity.account
+                    ),
+                );
+            }
+            Ok(Action::requeue(RECHECK_INTERVAL))
+        }
+        Err(error) => {
+            tracing::warn!(provider = %key, reason = error.reason(), %error, "AWSProvider cannot authenticate");
+            ctx.events.publish(
+                &regarding,
+                EventType::Warning,
+                error.reason(),
+                "GetCallerIdentity",
+                error.to_string(),
+            );
+            Err(error)
+        }
+    }
+}
+
+/// Builds the clients and calls STS GetCallerIdentity.
+async fn authenticate(
+    provider: &AWSProvider,
+    ctx: &Context,
+) -> Result<CallerIdentity, ReconcileError> {
+    let clients = ctx.clients.get(provider, &ctx.stores).await?;
+    clients.caller_identity().await.map_err(ReconcileError::aws)
 }
 
 /// Whether the IAMRoles of the provider should be looked at again: the provider became ready or

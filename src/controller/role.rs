@@ -1,34 +1,40 @@
-//! The IAMRole reconcile: finalizer, provider, observe → plan → apply, status and Events; and the
-//! cleanup when the object is deleted (`Delete`: the role is emptied and deleted in IAM; `Retain`:
-//! it is left alone). A deletion that cannot proceed (no provider, AWS failing) keeps the object,
-//! says why in its conditions and retries with backoff; switching `deletionPolicy` to `Retain`
-//! releases it. Talks to the Kubernetes API and, through the provider's clients, to IAM.
+//! The IAMRole reconcile, a thin loop: finalizer and provider, then observe → plan → execute
+//! ([`super::sync`]), then one report step (status, Events, metrics) for success and failure
+//! alike. Deleting an object with `deletionPolicy: Delete` empties and deletes its role; `Retain`
+//! leaves it. A deletion that cannot proceed (no provider, AWS failing) keeps the object, says why
+//! in its conditions and retries with backoff; switching `deletionPolicy` to `Retain` releases it.
+//! Talks to the Kubernetes API and, through the provider's clients, to IAM.
+//!
+//! The finalizer is handled here rather than with `kube::runtime::finalizer`: that helper adds the
+//! finalizer and then waits for the watch to deliver the change before reconciling, while here the
+//! mutating webhook adds it at admission and the watch ignores metadata-only changes (so a status
+//! or finalizer write never triggers a reconcile); the reconciler adds it itself, before any IAM
+//! write, only where no webhook did.
 
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::change::Change;
-use super::context::{Context, object_key, provider_ready};
-use super::desired::{DesiredRole, owner_value};
-use super::drift::requeue_interval;
-use super::error::{ADOPT_ANNOTATION, ROLE_CONFLICT, ROLE_EXISTS, ReconcileError, Retry};
-use super::observed::ObservedRole;
-use super::plan::{Ownership, ownership, plan};
-use super::status::{RoleIdentity, RoleOutcome, role_status, status_changed};
+use super::context::Context;
+use super::model::drift::requeue_interval;
+use super::model::error::{ReconcileError, Retry};
+use super::model::plan::{ADOPT_ANNOTATION, Intent, Memory};
+use super::model::status::{READY, RoleOutcome, role_status, status_changed};
 use super::status_patch::write_status;
+use super::stores::{object_key, provider_ready};
+use super::sync::{Deleted, Done, SyncFailure, Synced, delete_role, sync_role};
 use crate::api::{AWSProvider, DeletionPolicy, DriftDetection, FINALIZER, IAMRole};
-use crate::aws::{AwsError, AwsErrorKind, CreateRole, IamApi};
+use crate::iam::{Change, DesiredRole, owner_value};
 
 /// The kind, as metrics and logs name it.
 pub const KIND: &str = "IAMRole";
@@ -50,77 +56,66 @@ pub fn adopt_requested(role: &IAMRole) -> bool {
         .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
 }
 
-/// Reconciles one IAMRole. Failures are reported in the status, as a Warning Event and in the
-/// metrics, and answered with a requeue (backoff for transient ones, the next resync otherwise).
+/// Reconciles one IAMRole; a failure is reported (status, Warning Event, metric) and returned, for
+/// [`error_policy`] to schedule the retry.
 pub async fn reconcile(role: Arc<IAMRole>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let started = Instant::now();
-    let namespace = role
-        .namespace()
-        .ok_or(ReconcileError::InvalidObject("namespace"))?;
-    let name = role.name_any();
-    let key = object_key(KIND, &namespace, &name);
-    let mut progress = Progress::new(&role);
-    let run = Run {
-        role: &role,
-        ctx: &ctx,
-        api: Api::namespaced(ctx.client.clone(), &namespace),
-        namespace: namespace.clone(),
-        name: name.clone(),
-        reference: role.object_ref(&()),
-    };
-    let result = if role.metadata.deletion_timestamp.is_some() {
-        run.cleanup(&mut progress).await
+    let object = RoleObject::new(&role, &ctx)?;
+    let outcome = if role.metadata.deletion_timestamp.is_some() {
+        object.cleanup().await
     } else {
-        run.apply(&mut progress).await
+        object.apply().await
     };
-    let status_result = if progress.finalized {
-        Ok(())
-    } else {
-        run.write_status(&progress, result.as_ref().err()).await
-    };
-    let result = result.and(status_result);
+    let result = object.report(outcome).await;
     ctx.metrics
         .observe_reconcile(KIND, result.is_ok(), started.elapsed());
-    let action = match &result {
-        Ok(()) if progress.finalized => {
-            ctx.reset_backoff(&key);
-            Action::await_change()
-        }
-        Ok(()) => {
-            ctx.reset_backoff(&key);
-            resync(progress.drift.as_ref(), &role)
-        }
-        Err(error) => {
-            tracing::warn!(
-                role = %key,
-                reason = error.reason(),
-                %error,
-                "reconcile failed"
-            );
-            run.publish(
-                EventType::Warning,
-                error.reason(),
-                "Reconcile",
-                run.failure_message(error),
-            );
-            match error.retry() {
-                Retry::Backoff => Action::requeue(ctx.next_backoff(&key)),
-                Retry::AtResync => resync(progress.drift.as_ref(), &role),
-            }
-        }
-    };
-    Ok(action)
+    if let Err(error) = &result {
+        ctx.metrics.observe_error(KIND, error.reason());
+    }
+    result
 }
 
-/// Backs off after an error the reconcile could not report itself.
+/// After a failed reconcile: transient failures back off (per object, forgotten once the object
+/// is gone); the rest wait for a change, or the next resync.
 pub fn error_policy(role: Arc<IAMRole>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    let key = object_key(
+    match error.retry() {
+        Retry::Backoff => {
+            let key = key_of(&role);
+            let live = ctx.stores.roles.state().len();
+            Action::requeue(ctx.backoff.next(&key, live, |key| role_exists(&ctx, key)))
+        }
+        Retry::AtResync => {
+            let drift = ctx
+                .stores
+                .provider(
+                    role.namespace().as_deref().unwrap_or_default(),
+                    &role.spec.provider_ref.name,
+                )
+                .and_then(|p| p.spec.drift_detection.clone());
+            resync(drift.as_ref(), &role)
+        }
+    }
+}
+
+fn key_of(role: &IAMRole) -> String {
+    object_key(
         KIND,
         role.namespace().as_deref().unwrap_or_default(),
         &role.name_any(),
-    );
-    tracing::warn!(role = %key, reason = error.reason(), %error, "reconcile failed");
-    Action::requeue(ctx.next_backoff(&key))
+    )
+}
+
+/// Whether the IAMRole of a failure-count key is still in the watch cache.
+fn role_exists(ctx: &Context, key: &str) -> bool {
+    let mut parts = key.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(KIND), Some(namespace), Some(name)) => ctx
+            .stores
+            .roles
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some(),
+        _ => false,
+    }
 }
 
 /// When to look at the role again after a success: the provider's drift interval, jittered per
@@ -136,293 +131,200 @@ fn resync(drift: Option<&DriftDetection>, role: &IAMRole) -> Action {
     }
 }
 
-/// What a reconcile learnt on its way, for the status.
-struct Progress {
-    /// The role in IAM, once known to be this object's.
-    identity: Option<RoleIdentity>,
-    /// Managed policy ARNs this object attached.
-    managed: BTreeSet<String>,
-    /// The provider's drift settings, once the provider was read.
-    drift: Option<DriftDetection>,
-    /// The finalizer is gone: the object is about to disappear, no status to write.
-    finalized: bool,
+/// How a reconcile ended, before it is reported.
+enum Outcome {
+    /// The role matches the spec.
+    Synced {
+        synced: Synced,
+        drift: Option<DriftDetection>,
+    },
+    /// The object's cleanup is done and its finalizer gone: nothing left to write.
+    Finalized { reason: &'static str, note: String },
 }
 
-impl Progress {
-    fn new(role: &IAMRole) -> Self {
-        Progress {
-            identity: None,
-            managed: role
-                .status
-                .iter()
-                .flat_map(|s| s.attached_policy_arns.iter().cloned())
-                .collect(),
-            drift: None,
-            finalized: false,
-        }
-    }
-}
-
-/// How a CreateRole ended, short of a failure.
-enum Creation {
-    /// The role was created, with its policies.
-    Created,
-    /// A role of that name already exists (the error IAM answered).
-    NameTaken(AwsError),
-}
-
-/// Whether an earlier reconcile saw this object's IAM role: its ARN is in the status, or a role of
-/// that name was found in the way (`RoleExists`, `RoleConflict`). Until then the role is most
-/// likely absent, so CreateRole is tried before any read.
-fn role_seen(role: &IAMRole) -> bool {
-    role.status.as_ref().is_some_and(|status| {
-        status.role_arn.is_some()
-            || status
-                .conditions
-                .iter()
-                .any(|c| ROLE_IN_THE_WAY.contains(&c.reason.as_str()))
-    })
-}
-
-/// The condition reasons that mean a role of the object's name exists but is not its own.
-const ROLE_IN_THE_WAY: [&str; 2] = [ROLE_EXISTS, ROLE_CONFLICT];
-
-/// One reconcile of one object.
-struct Run<'a> {
+/// One IAMRole object and what its reconcile needs.
+struct RoleObject<'a> {
     role: &'a IAMRole,
     ctx: &'a Context,
     api: Api<IAMRole>,
     namespace: String,
     name: String,
-    reference: ObjectReference,
 }
 
-impl Run<'_> {
+impl<'a> RoleObject<'a> {
+    fn new(role: &'a IAMRole, ctx: &'a Context) -> Result<Self, ReconcileError> {
+        let namespace = role
+            .namespace()
+            .ok_or(ReconcileError::InvalidObject("namespace"))?;
+        Ok(RoleObject {
+            role,
+            ctx,
+            api: Api::namespaced(ctx.client.clone(), &namespace),
+            name: role.name_any(),
+            namespace,
+        })
+    }
+
     fn owner(&self) -> String {
         owner_value(&self.namespace, &self.name)
     }
 
-    fn publish(&self, type_: EventType, reason: &str, action: &str, note: String) {
-        self.ctx
-            .publish(&self.reference, type_, reason, action, note);
-    }
-
     /// Brings IAM to the spec.
-    async fn apply(&self, progress: &mut Progress) -> Result<(), ReconcileError> {
+    async fn apply(&self) -> Result<Outcome, SyncFailure> {
         self.ensure_finalizer().await?;
-        let provider = self.required_provider(progress).await?;
+        let provider = self.required_provider().await?;
         ensure_ready(&provider)?;
-        let iam = self.ctx.provider_clients(&provider).await?.iam();
-        let desired = DesiredRole::new(
-            &self.role.spec,
-            provider.spec.default_tags.as_ref(),
-            &self.owner(),
-        );
-        // A role this object never saw is most likely absent: CreateRole first saves the GetRole,
-        // and when the name is taken (a crash after CreateRole, a role to adopt, someone else's)
-        // the role is read and handled as any existing one.
-        if !role_seen(self.role)
-            && let Creation::Created = self.create(&iam, &desired, progress).await?
-        {
-            return Ok(());
-        }
-        match iam
-            .observe_role(&desired.name)
-            .await
-            .map_err(ReconcileError::aws)?
-        {
-            None => match self.create(&iam, &desired, progress).await? {
-                Creation::Created => Ok(()),
-                // Created by someone else since we looked: look again soon.
-                Creation::NameTaken(source) => Err(ReconcileError::Aws {
-                    source,
-                    transient: true,
-                }),
-            },
-            Some(observed) => self.converge(&iam, &desired, observed, progress).await,
-        }
-    }
-
-    /// Creates the role with everything CreateRole takes, then attaches and puts the rest; changes
-    /// nothing when a role of that name already exists.
-    async fn create(
-        &self,
-        iam: &IamApi,
-        desired: &DesiredRole,
-        progress: &mut Progress,
-    ) -> Result<Creation, ReconcileError> {
-        let created = match iam
-            .create_role(&CreateRole {
-                name: desired.name.clone(),
-                path: desired.path.clone(),
-                trust_policy: desired.trust_policy.clone(),
-                description: desired.description.clone(),
-                max_session_duration: desired.max_session_duration,
-                permissions_boundary: desired.permissions_boundary.clone(),
-                tags: desired.tags.clone(),
-            })
-            .await
-        {
-            Ok(created) => created,
-            Err(source) if source.kind() == AwsErrorKind::EntityAlreadyExists => {
-                return Ok(Creation::NameTaken(source));
-            }
-            Err(source) => return Err(ReconcileError::aws(source)),
+        let clients = self.ctx.clients.get(&provider, &self.ctx.stores).await?;
+        let owner = self.owner();
+        let desired =
+            DesiredRole::new(&self.role.spec, provider.spec.default_tags.as_ref(), &owner);
+        let intent = Intent {
+            desired: &desired,
+            owner: &owner,
+            adopt: adopt_requested(self.role),
         };
-        progress.identity = Some(RoleIdentity {
-            arn: created.arn.clone(),
-            role_id: created.role_id,
-            create_date: created.create_date,
-        });
-        progress.managed.clear();
-        tracing::info!(role = %self.owner(), arn = %created.arn, "IAM role created");
-        self.publish(
-            EventType::Normal,
-            "Created",
-            "CreateRole",
-            format!("created IAM role {}", created.arn),
-        );
-        for arn in &desired.managed_policies {
-            let change = Change::AttachPolicy { arn: arn.clone() };
-            apply_change(iam, &desired.name, &change, progress, true).await?;
-        }
-        for (name, document) in &desired.inline_policies {
-            let change = Change::PutInlinePolicy {
-                name: name.clone(),
-                document: document.clone(),
-            };
-            apply_change(iam, &desired.name, &change, progress, true).await?;
-        }
-        Ok(Creation::Created)
+        let synced = sync_role(&clients.iam(), intent, &memory(self.role)).await?;
+        Ok(Outcome::Synced {
+            synced,
+            drift: provider.spec.drift_detection,
+        })
     }
 
-    /// Brings an existing role to the spec, if it is this object's.
-    async fn converge(
-        &self,
-        iam: &IamApi,
-        desired: &DesiredRole,
-        observed: ObservedRole,
-        progress: &mut Progress,
-    ) -> Result<(), ReconcileError> {
-        match ownership(&observed.tags, &self.owner()) {
-            Ownership::Ours => {}
-            Ownership::Unowned if adopt_requested(self.role) => {
-                self.publish(
-                    EventType::Normal,
-                    "Adopted",
-                    "TagRole",
-                    format!(
-                        "adopting the existing IAM role {} (annotation {ADOPT_ANNOTATION})",
-                        observed.arn
-                    ),
-                );
-            }
-            Ownership::Unowned => {
-                return Err(ReconcileError::RoleExists {
-                    role_name: desired.name.clone(),
-                });
-            }
-            Ownership::OwnedBy(owner) => {
-                return Err(ReconcileError::RoleConflict {
-                    role_name: desired.name.clone(),
-                    owner,
-                });
-            }
-        }
-        progress.identity = Some(RoleIdentity {
-            arn: observed.arn.clone(),
-            role_id: observed.role_id.clone(),
-            create_date: observed.create_date.clone(),
-        });
-        // A policy declared in the spec and already attached is this object's from now on.
-        progress.managed.extend(
-            desired
-                .managed_policies
-                .intersection(&observed.managed_policies)
-                .cloned(),
-        );
-        let changes = plan(desired, &observed, &progress.managed)?;
-        for change in &changes {
-            apply_change(iam, &desired.name, change, progress, false).await?;
-        }
-        if !changes.is_empty() {
-            let operations: Vec<&str> = changes.iter().map(Change::operation).collect();
-            tracing::info!(role = %self.owner(), changes = ?operations, "IAM role updated");
-            self.publish(
-                EventType::Normal,
-                "Updated",
-                "UpdateRole",
-                format!(
-                    "updated IAM role {}: {}",
-                    observed.arn,
-                    describe_changes(&changes)
-                ),
-            );
-        }
-        Ok(())
-    }
-
-    /// Cleans up after deletion: per `deletionPolicy`, then removes the finalizer.
-    async fn cleanup(&self, progress: &mut Progress) -> Result<(), ReconcileError> {
+    /// Cleans up after deletion, per `deletionPolicy`, then removes the finalizer.
+    async fn cleanup(&self) -> Result<Outcome, SyncFailure> {
         if !self.role.finalizers().iter().any(|f| f == FINALIZER) {
-            progress.finalized = true;
-            return Ok(());
+            return Ok(Outcome::Finalized {
+                reason: "",
+                note: String::new(),
+            });
         }
-        let policy = self.role.spec.deletion_policy.unwrap_or_default();
         let role_name = &self.role.spec.role_name;
-        let note = match policy {
-            DeletionPolicy::Retain => {
-                format!("deletionPolicy is Retain: IAM role {role_name} is left in IAM")
+        let (reason, note) = match self.role.spec.deletion_policy.unwrap_or_default() {
+            DeletionPolicy::Retain => (
+                "Retained",
+                format!("deletionPolicy is Retain: IAM role {role_name} is left in IAM"),
+            ),
+            DeletionPolicy::Delete => {
+                let provider = self.required_provider().await?;
+                let clients = self.ctx.clients.get(&provider, &self.ctx.stores).await?;
+                let note = match delete_role(&clients.iam(), role_name, &self.owner()).await? {
+                    Deleted::Deleted(arn) => format!("deleted IAM role {arn}"),
+                    Deleted::Gone => format!("IAM role {role_name} no longer exists"),
+                    Deleted::NotOurs => format!(
+                        "IAM role {role_name} is not managed by this object and was left untouched"
+                    ),
+                };
+                ("Deleted", note)
             }
-            DeletionPolicy::Delete => self.delete_in_iam(progress).await?,
         };
         self.remove_finalizer().await?;
-        progress.finalized = true;
-        let reason = match policy {
-            DeletionPolicy::Retain => "Retained",
-            DeletionPolicy::Delete => "Deleted",
-        };
-        self.publish(EventType::Normal, reason, "DeleteRole", note);
-        Ok(())
+        Ok(Outcome::Finalized { reason, note })
     }
 
-    /// Deletes the role in IAM if it is this object's; returns what happened, for the Event.
-    async fn delete_in_iam(&self, progress: &mut Progress) -> Result<String, ReconcileError> {
-        let role_name = self.role.spec.role_name.clone();
-        let provider = self.required_provider(progress).await?;
-        let iam = self.ctx.provider_clients(&provider).await?.iam();
-        let Some(observed) = iam
-            .observe_role(&role_name)
-            .await
-            .map_err(ReconcileError::aws)?
-        else {
-            return Ok(format!("IAM role {role_name} no longer exists"));
-        };
-        if ownership(&observed.tags, &self.owner()) != Ownership::Ours {
-            return Ok(format!(
-                "IAM role {role_name} is not managed by this object and was left untouched"
-            ));
-        }
-        delete_role(&iam, &observed, &role_name).await?;
-        Ok(format!("deleted IAM role {}", observed.arn))
-    }
-
-    /// The referenced AWSProvider, its drift settings recorded in `progress`; `ProviderNotFound` when
-    /// it does not exist.
-    async fn required_provider(
+    /// The one report step: Events, status and log for the outcome; the action for a success, the
+    /// error for a failure.
+    async fn report(
         &self,
-        progress: &mut Progress,
-    ) -> Result<AWSProvider, ReconcileError> {
-        let provider = self
-            .ctx
-            .provider(&self.namespace, &self.role.spec.provider_ref.name)
+        outcome: Result<Outcome, SyncFailure>,
+    ) -> Result<Action, ReconcileError> {
+        let key = object_key(KIND, &self.namespace, &self.name);
+        match outcome {
+            Ok(Outcome::Finalized { reason, note }) => {
+                if !reason.is_empty() {
+                    self.publish(EventType::Normal, reason, "DeleteRole", note);
+                }
+                self.ctx.backoff.forget(&key);
+                Ok(Action::await_change())
+            }
+            Ok(Outcome::Synced { synced, drift }) => {
+                self.publish_done(&synced);
+                self.write_status(
+                    RoleOutcome::Synced(synced.identity.clone()),
+                    Some(&synced.attached),
+                )
+                .await?;
+                self.ctx.backoff.forget(&key);
+                Ok(resync(drift.as_ref(), self.role))
+            }
+            Err(sync) => {
+                let error = sync.error;
+                let message = self.failure_message(&error);
+                tracing::warn!(role = %key, reason = error.reason(), %error, "reconcile failed");
+                self.publish(
+                    EventType::Warning,
+                    error.reason(),
+                    "Reconcile",
+                    message.clone(),
+                );
+                let outcome = RoleOutcome::NotSynced {
+                    role: sync.identity,
+                    reason: error.reason().to_owned(),
+                    message,
+                };
+                self.write_status(outcome, sync.attached.as_ref()).await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// The Normal Event of a successful sync that wrote something.
+    fn publish_done(&self, synced: &Synced) {
+        let arn = &synced.identity.arn;
+        let describe = |changes: &[Change]| {
+            changes
+                .iter()
+                .map(Change::describe)
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        match &synced.done {
+            Done::Created(_) => {
+                tracing::info!(role = %self.owner(), %arn, "IAM role created");
+                self.publish(
+                    EventType::Normal,
+                    "Created",
+                    "CreateRole",
+                    format!("created IAM role {arn}"),
+                );
+            }
+            Done::Adopted(changes) => self.publish(
+                EventType::Normal,
+                "Adopted",
+                "TagRole",
+                format!(
+                    "adopted the existing IAM role {arn} (annotation {ADOPT_ANNOTATION}): {}",
+                    describe(changes)
+                ),
+            ),
+            Done::Updated(changes) => {
+                tracing::info!(role = %self.owner(), changes = %describe(changes), "IAM role updated");
+                self.publish(
+                    EventType::Normal,
+                    "Updated",
+                    "UpdateRole",
+                    format!("updated IAM role {arn}: {}", describe(changes)),
+                );
+            }
+            Done::Unchanged => {}
+        }
+    }
+
+    fn publish(&self, type_: EventType, reason: &str, action: &str, note: String) {
+        self.ctx
+            .events
+            .publish(&self.role.object_ref(&()), type_, reason, action, note);
+    }
+
+    /// The referenced AWSProvider; `ProviderNotFound` when it does not exist.
+    async fn required_provider(&self) -> Result<AWSProvider, ReconcileError> {
+        let name = &self.role.spec.provider_ref.name;
+        self.ctx
+            .provider(&self.namespace, name)
             .await?
             .ok_or_else(|| ReconcileError::ProviderNotFound {
                 namespace: self.namespace.clone(),
-                name: self.role.spec.provider_ref.name.clone(),
-            })?;
-        progress.drift = provider.spec.drift_detection.clone();
-        Ok(provider)
+                name: name.clone(),
+            })
     }
 
     /// Adds the finalizer (before anything is created in IAM).
@@ -499,31 +401,36 @@ impl Run<'_> {
         )
     }
 
-    /// Writes the status computed from the outcome, when it changed.
+    /// Writes the status computed from the outcome, when it changed; `attached` replaces the
+    /// status' `attachedPolicyArns` when known.
     async fn write_status(
         &self,
-        progress: &Progress,
-        error: Option<&ReconcileError>,
+        outcome: RoleOutcome,
+        attached: Option<&BTreeSet<String>>,
     ) -> Result<(), ReconcileError> {
-        let outcome = match (error, &progress.identity) {
-            (None, Some(identity)) => RoleOutcome::Synced(identity.clone()),
-            (None, None) => return Ok(()),
-            (Some(error), identity) => RoleOutcome::NotSynced {
-                role: identity.clone(),
-                reason: error.reason().to_owned(),
-                message: self.failure_message(error),
-            },
-        };
         let previous = self.role.status.as_ref();
         let now = Time(Timestamp::now());
         let mut status = role_status(previous, &outcome, self.role.metadata.generation, &now);
-        status.attached_policy_arns = progress.managed.iter().cloned().collect();
+        if let Some(attached) = attached {
+            status.attached_policy_arns = attached.iter().cloned().collect();
+        }
         if !status_changed(previous, &status) {
             return Ok(());
         }
         write_status(&self.api, &self.name, previous, &status)
             .await
             .map_err(|e| ReconcileError::kube("write the IAMRole status", e))
+    }
+}
+
+/// What the object remembers of its role, from its status.
+fn memory(role: &IAMRole) -> Memory {
+    let status = role.status.as_ref();
+    Memory {
+        role_id: status.and_then(|s| s.role_id.clone()),
+        attached: status
+            .map(|s| s.attached_policy_arns.iter().cloned().collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -535,11 +442,7 @@ fn ensure_ready(provider: &AWSProvider) -> Result<(), ReconcileError> {
     let message = provider
         .status
         .as_ref()
-        .and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == super::status::READY)
-        })
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
         .filter(|c| c.status != "True")
         .map_or_else(
             || "its credentials have not been checked yet".to_owned(),
@@ -549,89 +452,6 @@ fn ensure_ready(provider: &AWSProvider) -> Result<(), ReconcileError> {
         name: provider.name_any(),
         message,
     })
-}
-
-/// Executes one change and keeps track of the managed policies this object attached.
-async fn apply_change(
-    iam: &IamApi,
-    role_name: &str,
-    change: &Change,
-    progress: &mut Progress,
-    just_created: bool,
-) -> Result<(), ReconcileError> {
-    iam.apply(role_name, change).await.map_err(|e| {
-        if just_created {
-            ReconcileError::aws_after_create(e)
-        } else {
-            ReconcileError::aws(e)
-        }
-    })?;
-    match change {
-        Change::AttachPolicy { arn } => {
-            progress.managed.insert(arn.clone());
-        }
-        Change::DetachPolicy { arn } => {
-            progress.managed.remove(arn);
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Empties and deletes a role: out of its instance profiles, managed policies detached, inline
-/// policies deleted, then DeleteRole. Anything already gone counts as done.
-async fn delete_role(
-    iam: &IamApi,
-    observed: &ObservedRole,
-    role_name: &str,
-) -> Result<(), ReconcileError> {
-    let gone_is_done = |result: Result<(), AwsError>| match result {
-        Err(e) if e.kind() == AwsErrorKind::NoSuchEntity => Ok(()),
-        other => other.map_err(ReconcileError::aws),
-    };
-    let profiles = match iam.instance_profiles_for_role(role_name).await {
-        Ok(profiles) => profiles,
-        Err(e) if e.kind() == AwsErrorKind::NoSuchEntity => return Ok(()),
-        Err(e) => return Err(ReconcileError::aws(e)),
-    };
-    for profile in &profiles {
-        gone_is_done(
-            iam.remove_role_from_instance_profile(profile, role_name)
-                .await,
-        )?;
-    }
-    for arn in &observed.managed_policies {
-        let change = Change::DetachPolicy { arn: arn.clone() };
-        gone_is_done(iam.apply(role_name, &change).await)?;
-    }
-    for name in observed.inline_policies.keys() {
-        let change = Change::DeleteInlinePolicy { name: name.clone() };
-        gone_is_done(iam.apply(role_name, &change).await)?;
-    }
-    gone_is_done(iam.delete_role(role_name).await)
-}
-
-/// A short description of the changes for an Event: each operation with what it touched.
-fn describe_changes(changes: &[Change]) -> String {
-    changes
-        .iter()
-        .map(|change| match change {
-            Change::UpdateRole { .. } => "UpdateRole (description, maxSessionDuration)".to_owned(),
-            Change::UpdateTrustPolicy { .. } => "UpdateAssumeRolePolicy".to_owned(),
-            Change::AttachPolicy { arn } => format!("AttachRolePolicy {arn}"),
-            Change::DetachPolicy { arn } => format!("DetachRolePolicy {arn}"),
-            Change::PutInlinePolicy { name, .. } => format!("PutRolePolicy {name}"),
-            Change::DeleteInlinePolicy { name } => format!("DeleteRolePolicy {name}"),
-            Change::PutBoundary { arn } => format!("PutRolePermissionsBoundary {arn}"),
-            Change::DeleteBoundary => "DeleteRolePermissionsBoundary".to_owned(),
-            Change::TagRole { tags } => {
-                let keys: Vec<&str> = tags.keys().map(String::as_str).collect();
-                format!("TagRole {}", keys.join(","))
-            }
-            Change::UntagRole { keys } => format!("UntagRole {}", keys.join(",")),
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 #[cfg(test)]
@@ -694,46 +514,21 @@ mod tests {
         assert!(!adopt_requested(&self::role()));
     }
 
-    fn condition(reason: &str) -> Condition {
-        Condition {
-            type_: "Ready".to_owned(),
-            status: "False".to_owned(),
-            reason: reason.to_owned(),
-            message: String::new(),
-            last_transition_time: Time(Timestamp::UNIX_EPOCH),
-            observed_generation: Some(1),
-        }
-    }
-
     #[test]
-    fn create_role_comes_first_only_while_no_role_was_seen() {
+    fn the_memory_comes_from_the_status() {
         let mut role = role();
-        assert!(!role_seen(&role), "no status yet");
+        assert_eq!(memory(&role), Memory::default());
         role.status = Some(IAMRoleStatus {
-            conditions: vec![condition("ProviderNotReady")],
+            role_id: Some("AROA1".to_owned()),
+            attached_policy_arns: vec!["arn:aws:iam::aws:policy/A".to_owned()],
             ..IAMRoleStatus::default()
         });
-        assert!(!role_seen(&role), "failed before reaching IAM");
-        role.status = Some(IAMRoleStatus {
-            role_arn: Some("arn:aws:iam::123456789012:role/app".to_owned()),
-            ..IAMRoleStatus::default()
-        });
-        assert!(role_seen(&role), "created or adopted");
-        for error in [
-            ReconcileError::RoleExists {
-                role_name: "app".to_owned(),
-            },
-            ReconcileError::RoleConflict {
-                role_name: "app".to_owned(),
-                owner: "other/app".to_owned(),
-            },
-        ] {
-            role.status = Some(IAMRoleStatus {
-                conditions: vec![condition(error.reason())],
-                ..IAMRoleStatus::default()
-            });
-            assert!(role_seen(&role), "{}", error.reason());
-        }
+        let memory = memory(&role);
+        assert!(memory.observe_first());
+        assert_eq!(
+            memory.attached,
+            BTreeSet::from(["arn:aws:iam::aws:policy/A".to_owned()])
+        );
     }
 
     fn provider(status: Option<AWSProviderStatus>, generation: i64) -> AWSProvider {
@@ -791,22 +586,5 @@ mod tests {
         };
         assert_ne!(resync(Some(&on), &role), Action::await_change());
         assert_eq!(resync(Some(&on), &role), resync(Some(&on), &role));
-    }
-
-    #[test]
-    fn change_descriptions_name_what_was_touched() {
-        let text = describe_changes(&[
-            Change::AttachPolicy {
-                arn: "arn:aws:iam::aws:policy/A".to_owned(),
-            },
-            Change::UntagRole {
-                keys: vec!["a".to_owned(), "b".to_owned()],
-            },
-            Change::DeleteBoundary,
-        ]);
-        assert_eq!(
-            text,
-            "AttachRolePolicy arn:aws:iam::aws:policy/A; UntagRole a,b; DeleteRolePermissionsBoundary"
-        );
     }
 }

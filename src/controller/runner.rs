@@ -15,9 +15,13 @@ use kube::runtime::{Config, Controller, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::context::{ClientCache, Context, Stores, providers_of_secret};
+use super::backoff::Backoff;
+use super::clients::{ClientCache, ProviderClients};
+use super::context::Context;
+use super::events::Events;
 use super::leader::{self, LeaseSettings};
 use super::metrics::ControllerMetrics;
+use super::stores::{Stores, providers_of_secret};
 use super::{provider, role};
 use crate::api::{AWSProvider, IAMRole};
 
@@ -150,19 +154,24 @@ async fn run_controllers(
             instance: Some(settings.lease.identity.clone()),
         },
     );
-    let ctx = Arc::new(Context::new(
+    let ctx = Arc::new(Context {
+        clients: ProviderClients::new(
+            client.clone(),
+            cache,
+            metrics.call_observer(),
+            settings.web_identity_token_file.clone(),
+        ),
         client,
-        recorder,
-        metrics,
-        Stores {
+        stores: Stores {
             roles: role_reader.clone(),
             providers: provider_reader.clone(),
             secrets: secret_reader,
         },
+        events: Events::start(recorder),
+        metrics,
+        backoff: Backoff::default(),
         role_triggers,
-        settings.web_identity_token_file.clone(),
-        cache,
-    ));
+    });
     let secret_owners = provider_reader.clone();
     let provider_controller = Controller::for_stream(providers, provider_reader)
         .watches_stream(secrets, move |secret: PartialObjectMeta<Secret>| {
@@ -222,7 +231,7 @@ mod tests {
 
     use super::*;
     use crate::api::IAMRoleSpec;
-    use crate::controller::error::ADOPT_ANNOTATION;
+    use crate::controller::model::plan::ADOPT_ANNOTATION;
 
     #[test]
     fn cached_objects_lose_bookkeeping_but_keep_what_the_reconciler_reads() {

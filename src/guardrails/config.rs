@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{RuleId, Severity};
+use crate::iam::SESSION_DURATION_RANGE;
 
 /// IAM's own ceiling for a trust policy (after a quota increase), in non-whitespace characters.
 pub const IAM_MAX_TRUST_POLICY_SIZE: usize = 4096;
@@ -13,8 +14,7 @@ pub const IAM_MAX_TRUST_POLICY_SIZE: usize = 4096;
 pub const IAM_MAX_INLINE_POLICIES_SIZE: usize = 10240;
 /// IAM's ceiling for managed policies attached to one role (after a quota increase).
 pub const IAM_MAX_MANAGED_POLICIES: usize = 20;
-/// IAM's range for a role's maximum session duration, in seconds.
-pub const IAM_SESSION_DURATION: (i64, i64) = (3600, 43200);
+
 /// The rules whose severity the platform team may change with `severities:`.
 pub const CONFIGURABLE_RULES: &[RuleId] = &[RuleId::TrustExternalId, RuleId::NotActionAllow];
 
@@ -142,8 +142,8 @@ impl Default for Quotas {
 impl Default for SessionRange {
     fn default() -> Self {
         SessionRange {
-            min: IAM_SESSION_DURATION.0,
-            max: IAM_SESSION_DURATION.1,
+            min: SESSION_DURATION_RANGE.0,
+            max: SESSION_DURATION_RANGE.1,
         }
     }
 }
@@ -240,7 +240,7 @@ impl Config {
             ));
         }
         let r = &self.max_session_duration;
-        let (lo, hi) = IAM_SESSION_DURATION;
+        let (lo, hi) = SESSION_DURATION_RANGE;
         if r.min < lo || r.max > hi || r.min > r.max {
             return Err(invalid(
                 "maxSessionDuration",

@@ -4,7 +4,6 @@
 //! [`Engine::check`] takes an object as JSON (as the API server or a manifest file holds it) and returns
 //! [`Finding`]s, each naming its stable [`RuleId`], the exact field path, a severity and a message.
 
-pub mod arn;
 mod config;
 pub mod document;
 pub mod duration;
@@ -28,9 +27,8 @@ pub use rule_id::{RuleId, UnknownRuleId};
 use serde_json::Value;
 
 use crate::api::{API_VERSION, AWSProviderSpec, IAMRoleSpec};
-
-/// Tag key the reconciler puts on every role it creates; counts toward IAM's 50-tag limit.
-pub const OWNER_TAG_KEY: &str = "aws-infra-operator.runner.codes/owner";
+pub use crate::iam::OWNER_TAG_KEY;
+use crate::iam::arn;
 
 /// The kinds the engine checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -10,6 +10,7 @@ use crate::api::{AWSProviderSpec, SecretKeyRef};
 use super::duration::parse_go_duration;
 use super::excerpt::quote;
 use super::{FieldPath, Finding, RuleId, arn};
+use crate::iam::credential_form;
 
 /// AWS region names: `us-east-1`, `ap-southeast-2`, `us-gov-west-1`.
 static REGION: LazyLock<Regex> = LazyLock::new(|| {
@@ -60,38 +61,12 @@ fn check_region(region: &str, path: &FieldPath, out: &mut Vec<Finding>) {
 }
 
 fn check_credentials(spec: &AWSProviderSpec, spec_path: &FieldPath, out: &mut Vec<Finding>) {
+    if let Err(error) = credential_form(spec) {
+        out.push(deny(&spec_path.field(error.field()), error.to_string()));
+    }
     let access = spec.access_key_id_ref.as_ref();
     let secret = spec.secret_access_key_ref.as_ref();
     let token = spec.session_token_ref.as_ref();
-    if spec.role_arn.is_some() && (access.is_some() || secret.is_some() || token.is_some()) {
-        out.push(deny(
-            &spec_path.field("roleARN"),
-            "roleARN and static credentials (accessKeyIDRef/secretAccessKeyRef) are both set; keep one \
-             credential form: roleARN for web identity (IRSA) or the Secret references"
-                .to_owned(),
-        ));
-    }
-    match (access, secret) {
-        (Some(_), None) => out.push(deny(
-            &spec_path.field("secretAccessKeyRef"),
-            "accessKeyIDRef is set without secretAccessKeyRef; static credentials need both: add \
-             secretAccessKeyRef naming the Secret key that holds the secret access key"
-                .to_owned(),
-        )),
-        (None, Some(_)) => out.push(deny(
-            &spec_path.field("accessKeyIDRef"),
-            "secretAccessKeyRef is set without accessKeyIDRef; static credentials need both: add \
-             accessKeyIDRef naming the Secret key that holds the access key ID"
-                .to_owned(),
-        )),
-        (None, None) if token.is_some() => out.push(deny(
-            &spec_path.field("sessionTokenRef"),
-            "sessionTokenRef is only used with accessKeyIDRef and secretAccessKeyRef; add both or \
-             remove sessionTokenRef"
-                .to_owned(),
-        )),
-        _ => {}
-    }
     let refs = [
         ("accessKeyIDRef", access),
         ("secretAccessKeyRef", secret),

@@ -8,6 +8,7 @@ use crate::api::{IAMRoleSpec, ProviderRef};
 
 use super::excerpt::quote;
 use super::{BoundaryPolicy, Config, FieldPath, Finding, RuleId, SessionRange, arn, tags};
+use crate::iam::defaults;
 
 /// IAM's limit on a role name, in characters.
 const MAX_ROLE_NAME: usize = 64;
@@ -98,7 +99,7 @@ pub fn check_immutable(new: &IAMRoleSpec, old: &IAMRoleSpec, out: &mut Vec<Findi
             ),
         );
     }
-    let role_path = |spec: &IAMRoleSpec| spec.path.clone().unwrap_or_else(|| "/".to_owned());
+    let role_path = |spec: &IAMRoleSpec| defaults::role_path(spec.path.as_deref()).to_owned();
     if role_path(new) != role_path(old) {
         deny(
             "path",
@@ -701,9 +702,9 @@ mod tests {
     }
 
     #[test]
-    fn tags_are_checked_with_the_default_tags_and_the_owner_tag() {
+    fn tags_are_checked_with_the_default_tags_and_the_operators() {
         let many: BTreeMap<String, String> =
-            (0..49).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+            (0..48).map(|i| (format!("k{i}"), "v".to_owned())).collect();
         assert_eq!(
             check(&IAMRoleSpec {
                 tags: Some(many.clone()),

@@ -1,6 +1,6 @@
 //! The `tags` rule: an IAMRole's tags against IAM's limits — 50 in total (the role's own, the
-//! guardrails' default tags and the operator's owner tag), key and value length and character set,
-//! the reserved `aws:` prefix, keys equal ignoring case, and the owner tag key. Pure.
+//! guardrails' default tags and the operator's own two), key and value length and character set,
+//! the reserved `aws:` prefix, keys equal ignoring case, and the operator's tag keys. Pure.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
@@ -8,7 +8,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::excerpt::quote;
-use super::{FieldPath, Finding, OWNER_TAG_KEY, RuleId};
+use super::{FieldPath, Finding, RuleId};
+use crate::iam::tags::{OPERATOR_TAGS, defaults_not_set, is_aws_tag, is_operator_tag};
 
 /// IAM's limit on tags per role.
 const MAX_TAGS: usize = 50;
@@ -34,21 +35,15 @@ pub(super) fn check_tags(
 ) {
     let empty = BTreeMap::new();
     let tags = tags.unwrap_or(&empty);
-    // A default tag is added unless the role sets the same key, compared ignoring case as IAM does
-    // (the role's own spelling and value win).
-    let own: Vec<String> = tags.keys().map(|k| k.to_lowercase()).collect();
-    let added_defaults = defaults
-        .keys()
-        .filter(|k| !own.contains(&k.to_lowercase()))
-        .count();
-    let total = tags.len() + added_defaults + 1;
+    let added_defaults = defaults_not_set(defaults, tags.keys().map(String::as_str)).count();
+    let total = tags.len() + added_defaults + OPERATOR_TAGS;
     if total > MAX_TAGS {
         out.push(Finding::deny(
             RuleId::Tags,
             path,
             format!(
                 "the role would carry {total} tags ({} in spec.tags, {added_defaults} default tags of the \
-                 guardrails, 1 owner tag of the operator); IAM allows {MAX_TAGS}: remove {}",
+                 guardrails, {OPERATOR_TAGS} tags of the operator); IAM allows {MAX_TAGS}: remove {}",
                 tags.len(),
                 total - MAX_TAGS
             ),
@@ -61,15 +56,15 @@ pub(super) fn check_tags(
         check_text("key", key, 1, MAX_KEY_CHARS, &mut deny);
         check_text("value", value, 0, MAX_VALUE_CHARS, &mut deny);
         let folded = key.to_lowercase();
-        if folded.starts_with("aws:") {
+        if is_aws_tag(key) {
             deny(format!(
                 "tag key {} starts with `aws:`, which is reserved for AWS; rename the tag",
                 quote(key)
             ));
         }
-        if folded == OWNER_TAG_KEY.to_lowercase() {
+        if is_operator_tag(key) {
             deny(format!(
-                "tag key {} is reserved for the operator's ownership tag; remove it (the operator sets it)",
+                "tag key {} is reserved for the operator's own tags; remove it (the operator sets it)",
                 quote(key)
             ));
         } else if let Some(first) = seen.get(&folded) {
@@ -118,6 +113,7 @@ fn check_text(what: &str, text: &str, min: usize, max: usize, deny: &mut impl Fn
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::iam::{OWNER_TAG_KEY, POLICIES_TAG_KEY};
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -166,16 +162,16 @@ mod tests {
     }
 
     #[test]
-    fn fifty_tags_including_the_owner_tag_is_the_limit() {
-        assert!(paths(&numbered(49), &BTreeMap::new()).is_empty());
-        assert_eq!(paths(&numbered(50), &BTreeMap::new()), ["spec.tags"]);
+    fn fifty_tags_including_the_operators_is_the_limit() {
+        assert!(paths(&numbered(48), &BTreeMap::new()).is_empty());
+        assert_eq!(paths(&numbered(49), &BTreeMap::new()), ["spec.tags"]);
     }
 
     #[test]
     fn default_tags_count_unless_the_role_sets_the_same_key() {
         let defaults = map(&[("key00", "x"), ("cost-center", "42")]);
-        assert_eq!(paths(&numbered(49), &defaults), ["spec.tags"]);
-        assert!(paths(&numbered(48), &defaults).is_empty());
+        assert_eq!(paths(&numbered(48), &defaults), ["spec.tags"]);
+        assert!(paths(&numbered(47), &defaults).is_empty());
         let mut out = Vec::new();
         check_tags(
             None,
@@ -266,11 +262,15 @@ mod tests {
         let defaults = map(&[("Owner", "platform")]);
         assert!(paths(&map(&[("owner", "me")]), &defaults).is_empty());
         assert!(paths(&map(&[("Owner", "me")]), &defaults).is_empty());
-        assert!(paths(&numbered(49), &map(&[("KEY00", "x")])).is_empty());
+        assert!(paths(&numbered(48), &map(&[("KEY00", "x")])).is_empty());
     }
 
     #[test]
-    fn owner_tag_key_is_reserved() {
+    fn operator_tag_keys_are_reserved() {
+        assert_eq!(
+            paths(&map(&[(POLICIES_TAG_KEY, "x")]), &BTreeMap::new()),
+            [format!("spec.tags[{POLICIES_TAG_KEY}]")]
+        );
         assert_eq!(
             paths(&map(&[(OWNER_TAG_KEY, "default/x")]), &BTreeMap::new()),
             [format!("spec.tags[{OWNER_TAG_KEY}]")]

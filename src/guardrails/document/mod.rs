@@ -8,7 +8,6 @@
 
 mod glob;
 mod grammar;
-mod json;
 mod model;
 mod permissions;
 mod size;
@@ -16,6 +15,8 @@ mod statement;
 mod trust;
 
 use serde_json::Value;
+
+use crate::iam::json;
 
 use super::config::{IAM_MAX_INLINE_POLICIES_SIZE, IAM_MAX_TRUST_POLICY_SIZE};
 use super::{Config, FieldPath, Finding, RuleId, SchemaError};

@@ -1,23 +1,8 @@
 //! Why a reconcile failed, the PascalCase reason reused as condition reason, Event reason and log
 //! field, and whether to retry soon (with backoff) or wait for a change. Pure, no I/O.
 
-use std::time::Duration;
-
+use super::plan::PlanError;
 use crate::aws::{AwsError, AwsErrorKind, SettingsError};
-use crate::controller::plan::PlanError;
-
-/// Annotation that lets an IAMRole take over an existing IAM role created outside the operator.
-pub const ADOPT_ANNOTATION: &str = "aws-infra-operator.runner.codes/adopt";
-
-/// Reason of [`ReconcileError::RoleExists`]: a role of that name exists without the owner tag.
-pub const ROLE_EXISTS: &str = "RoleExists";
-/// Reason of [`ReconcileError::RoleConflict`]: a role of that name is owned by another object.
-pub const ROLE_CONFLICT: &str = "RoleConflict";
-
-/// First delay after a failure that is worth retrying soon.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
-/// Longest delay between retries of a failing object.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// A failed reconcile of an IAMRole or an AWSProvider. Messages never hold credentials.
 #[derive(Debug, thiserror::Error)]
@@ -65,30 +50,9 @@ pub enum ReconcileError {
         /// Whether retrying soon may help.
         transient: bool,
     },
-    /// The existing role cannot be brought to the spec.
+    /// Nothing may be written to the existing role (not ours, or not convergeable).
     #[error(transparent)]
     Plan(#[from] PlanError),
-    /// A role of that name exists in IAM without this operator's owner tag.
-    #[error(
-        "IAM role `{role_name}` already exists and was not created by this object; it is left \
-         untouched. To manage it from this object, annotate the object with \
-         `{ADOPT_ANNOTATION}: \"true\"`"
-    )]
-    RoleExists {
-        /// The role name.
-        role_name: String,
-    },
-    /// The role is managed by another IAMRole object.
-    #[error(
-        "IAM role `{role_name}` is managed by IAMRole `{owner}`; two objects cannot manage one \
-         role, so it is left untouched"
-    )]
-    RoleConflict {
-        /// The role name.
-        role_name: String,
-        /// The owning object, `namespace/name`.
-        owner: String,
-    },
 }
 
 /// What to do after a failure.
@@ -129,8 +93,6 @@ impl ReconcileError {
             ReconcileError::Settings { source, .. } => source.reason(),
             ReconcileError::Aws { source, .. } => source.reason(),
             ReconcileError::Plan(e) => e.reason(),
-            ReconcileError::RoleExists { .. } => ROLE_EXISTS,
-            ReconcileError::RoleConflict { .. } => ROLE_CONFLICT,
         }
     }
 
@@ -150,34 +112,14 @@ impl ReconcileError {
                     Retry::AtResync
                 }
             }
-            ReconcileError::InvalidObject(_)
-            | ReconcileError::Plan(_)
-            | ReconcileError::RoleExists { .. }
-            | ReconcileError::RoleConflict { .. } => Retry::AtResync,
+            ReconcileError::InvalidObject(_) | ReconcileError::Plan(_) => Retry::AtResync,
         }
     }
-}
-
-/// The delay before retry number `failures` (1 for the first failure): [`BACKOFF_BASE`] doubled
-/// each time, at most [`BACKOFF_MAX`].
-pub fn backoff(failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
-    BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_maximum() {
-        assert_eq!(backoff(0), BACKOFF_BASE);
-        assert_eq!(backoff(1), BACKOFF_BASE);
-        assert_eq!(backoff(2), BACKOFF_BASE * 2);
-        assert_eq!(backoff(3), BACKOFF_BASE * 4);
-        assert_eq!(backoff(10), BACKOFF_MAX);
-        assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
-    }
 
     #[test]
     fn transient_aws_errors_back_off_and_invalid_specs_wait() {
@@ -210,16 +152,20 @@ mod tests {
 
     #[test]
     fn foreign_roles_wait_and_name_the_adopt_annotation() {
-        let exists = ReconcileError::RoleExists {
+        let exists = ReconcileError::from(PlanError::RoleExists {
             role_name: "app".to_owned(),
-        };
+        });
         assert_eq!(exists.reason(), "RoleExists");
         assert_eq!(exists.retry(), Retry::AtResync);
-        assert!(exists.to_string().contains(ADOPT_ANNOTATION));
-        let conflict = ReconcileError::RoleConflict {
+        assert!(
+            exists
+                .to_string()
+                .contains(super::super::plan::ADOPT_ANNOTATION)
+        );
+        let conflict = ReconcileError::from(PlanError::RoleConflict {
             role_name: "app".to_owned(),
             owner: "ns/other".to_owned(),
-        };
+        });
         assert_eq!(conflict.reason(), "RoleConflict");
         assert!(conflict.to_string().contains("ns/other"));
         let missing = ReconcileError::ProviderNotFound {

@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{AWSProviderStatus, IAMRoleStatus};
+use crate::iam::RoleIdentity;
 
 /// Condition type: the resource exists and matches its spec (for a provider: its credentials work).
 pub const READY: &str = "Ready";
@@ -27,17 +28,6 @@ pub const REASON_FALLBACK: &str = "Error";
 const MAX_REASON_LEN: usize = 1024;
 /// Kubernetes' limit on a condition message, in bytes.
 const MAX_MESSAGE_LEN: usize = 32768;
-
-/// The identity of an IAM role, as IAM reports it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RoleIdentity {
-    /// Role ARN.
-    pub arn: String,
-    /// Stable role ID.
-    pub role_id: String,
-    /// Creation time, RFC 3339.
-    pub create_date: String,
-}
 
 /// How a reconcile of an IAMRole ended.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,16 +1,14 @@
-//! The state an IAMRole asks IAM to hold: its spec with defaults applied, the provider's default
-//! tags merged under the role's own, and the owner tag. Pure, no I/O.
+//! The state an IAMRole asks IAM to hold: its spec with IAM's defaults applied, the provider's
+//! default tags merged under the role's own, and the operator's tags (owner, and the memory of the
+//! managed policies it attaches). Pure, no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::change::CreateRole;
+use super::defaults::{max_session_duration, role_path};
+use super::ownership::policies_tag_value;
+use super::tags::{OWNER_TAG_KEY, POLICIES_TAG_KEY, merge_tags, set_tag};
 use crate::api::IAMRoleSpec;
-use crate::guardrails::OWNER_TAG_KEY;
-
-/// IAM's path for a role that names none.
-pub const DEFAULT_PATH: &str = "/";
-
-/// IAM's maximum session duration (seconds) for a role that names none.
-pub const DEFAULT_MAX_SESSION_DURATION: i32 = 3600;
 
 /// One IAM role as its object declares it, ready to compare with what IAM holds.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -31,78 +29,60 @@ pub struct DesiredRole {
     pub inline_policies: BTreeMap<String, String>,
     /// Permissions boundary policy ARN.
     pub permissions_boundary: Option<String>,
-    /// Every tag the role carries: provider defaults, then the role's own, then the owner tag.
+    /// Every tag the role carries: provider defaults, then the role's own, then the operator's.
     pub tags: BTreeMap<String, String>,
 }
 
 impl DesiredRole {
     /// The desired role of `spec`, managed through a provider with `default_tags`, owned by the
-    /// object named `owner` (`namespace/name`, see [`owner_value`]).
+    /// object named `owner` (`namespace/name`, see [`super::owner_value`]).
     ///
-    /// Tags merge as IAM compares them, ignoring the case of keys: a role tag replaces a default tag
-    /// whose key equals it ignoring case, and the owner tag replaces both. Keys starting with `aws:`
-    /// (any case) are reserved for AWS and left out. The singular `inlinePolicy` is added after
-    /// `inlinePolicies` and replaces an entry of the same name.
+    /// Tags merge as IAM compares them (see [`merge_tags`]); the operator's tags replace any tag
+    /// of the same key. The singular `inlinePolicy` is added after `inlinePolicies` and replaces an
+    /// entry of the same name.
     pub fn new(
         spec: &IAMRoleSpec,
         default_tags: Option<&BTreeMap<String, String>>,
         owner: &str,
     ) -> Self {
-        let mut tags = BTreeMap::new();
-        for (key, value) in default_tags.into_iter().flatten() {
-            set_tag(&mut tags, key, value);
-        }
-        for (key, value) in spec.tags.iter().flatten() {
-            set_tag(&mut tags, key, value);
-        }
+        let managed_policies: BTreeSet<String> =
+            spec.managed_policy_arns.iter().flatten().cloned().collect();
+        let mut tags = merge_tags(default_tags, spec.tags.as_ref());
         set_tag(&mut tags, OWNER_TAG_KEY, owner);
+        set_tag(
+            &mut tags,
+            POLICIES_TAG_KEY,
+            &policies_tag_value(&managed_policies),
+        );
         let inline_policies = spec
             .all_inline_policies()
             .map(|p| (p.policy_name.clone(), p.policy_document.clone()))
             .collect();
         DesiredRole {
             name: spec.role_name.clone(),
-            path: spec
-                .path
-                .clone()
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| DEFAULT_PATH.to_owned()),
+            path: role_path(spec.path.as_deref()).to_owned(),
             description: spec.description.clone().filter(|d| !d.is_empty()),
-            max_session_duration: spec
-                .max_session_duration
-                .unwrap_or(DEFAULT_MAX_SESSION_DURATION),
+            max_session_duration: max_session_duration(spec.max_session_duration),
             trust_policy: spec.assume_role_policy_document.clone(),
-            managed_policies: spec.managed_policy_arns.iter().flatten().cloned().collect(),
+            managed_policies,
             inline_policies,
             permissions_boundary: spec.permissions_boundary.clone().filter(|b| !b.is_empty()),
             tags,
         }
     }
-}
 
-/// The owner tag value naming the object `namespace/name`.
-pub fn owner_value(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
-}
-
-/// Whether a tag key is reserved for AWS (`aws:` in any case); such tags are never written nor removed.
-pub fn is_aws_tag(key: &str) -> bool {
-    key.get(..4)
-        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("aws:"))
-}
-
-/// Tag keys equal for IAM (which compares them ignoring case).
-pub fn same_tag_key(a: &str, b: &str) -> bool {
-    a.to_lowercase() == b.to_lowercase()
-}
-
-/// Sets `key` to `value`, replacing any key equal to it ignoring case; `aws:` keys are skipped.
-fn set_tag(tags: &mut BTreeMap<String, String>, key: &str, value: &str) {
-    if is_aws_tag(key) {
-        return;
+    /// The CreateRole call that makes this role with every attribute and tag at once.
+    pub fn create_role(&self) -> CreateRole {
+        CreateRole {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            trust_policy: self.trust_policy.clone(),
+            description: self.description.clone(),
+            max_session_duration: self.max_session_duration,
+            permissions_boundary: self.permissions_boundary.clone(),
+            tags: self.tags.clone(),
+        }
     }
-    tags.retain(|existing, _| !same_tag_key(existing, key));
-    tags.insert(key.to_owned(), value.to_owned());
 }
 
 #[cfg(test)]
@@ -145,7 +125,10 @@ mod tests {
         assert_eq!(desired.permissions_boundary, None);
         assert!(desired.managed_policies.is_empty());
         assert!(desired.inline_policies.is_empty());
-        assert_eq!(desired.tags, map(&[(OWNER_TAG_KEY, "team-a/app")]));
+        assert_eq!(
+            desired.tags,
+            map(&[(OWNER_TAG_KEY, "team-a/app"), (POLICIES_TAG_KEY, "")])
+        );
     }
 
     #[test]
@@ -194,36 +177,28 @@ mod tests {
     }
 
     #[test]
-    fn role_tags_win_over_default_tags_ignoring_case() {
-        let defaults = map(&[("Environment", "prod"), ("team", "platform")]);
-        let spec = IAMRoleSpec {
-            tags: Some(map(&[("environment", "dev"), ("App", "x")])),
-            ..spec()
-        };
-        let desired = DesiredRole::new(&spec, Some(&defaults), "ns/app");
-        assert_eq!(
-            desired.tags,
-            map(&[
-                ("App", "x"),
-                ("environment", "dev"),
-                ("team", "platform"),
-                (OWNER_TAG_KEY, "ns/app"),
-            ])
-        );
-    }
-
-    #[test]
-    fn the_owner_tag_cannot_be_overridden_and_aws_keys_are_left_out() {
-        let defaults = map(&[("AWS:managed", "x")]);
+    fn operator_tags_cannot_be_overridden_and_remember_the_managed_policies() {
+        let defaults = map(&[("AWS:managed", "x"), ("team", "platform")]);
         let spec = IAMRoleSpec {
             tags: Some(map(&[
                 (&OWNER_TAG_KEY.to_uppercase(), "someone/else"),
+                (&POLICIES_TAG_KEY.to_uppercase(), "forged"),
                 ("aws:cloudformation:stack-name", "s"),
             ])),
+            managed_policy_arns: Some(vec!["arn:aws:iam::aws:policy/A".to_owned()]),
             ..spec()
         };
         let desired = DesiredRole::new(&spec, Some(&defaults), "ns/app");
-        assert_eq!(desired.tags, map(&[(OWNER_TAG_KEY, "ns/app")]));
+        let remembered = crate::iam::policies_in_tag(&desired.tags, &desired.managed_policies);
+        assert_eq!(remembered, desired.managed_policies);
+        assert_eq!(
+            desired.tags.get(OWNER_TAG_KEY).map(String::as_str),
+            Some("ns/app")
+        );
+        assert_eq!(
+            desired.tags.keys().map(String::as_str).collect::<Vec<_>>(),
+            [POLICIES_TAG_KEY, OWNER_TAG_KEY, "team"]
+        );
     }
 
     #[test]
@@ -241,21 +216,5 @@ mod tests {
         };
         let desired = DesiredRole::new(&only_singular, None, "ns/app");
         assert_eq!(desired.inline_policies, map(&[("c", "4")]));
-    }
-
-    #[test]
-    fn aws_tag_keys_are_recognised_in_any_case() {
-        assert!(is_aws_tag("aws:x"));
-        assert!(is_aws_tag("AwS:x"));
-        assert!(!is_aws_tag("aws"));
-        assert!(!is_aws_tag("awsx:y"));
-        assert!(!is_aws_tag("é"));
-        assert!(same_tag_key("CostCenter", "costcenter"));
-        assert!(!same_tag_key("CostCenter", "Cost-Center"));
-    }
-
-    #[test]
-    fn owner_value_is_namespace_slash_name() {
-        assert_eq!(owner_value("default", "app"), "default/app");
     }
 }

@@ -10,19 +10,20 @@
 //! - an `AWS` principal naming an account root (`arn:aws:iam::123456789012:root`) equals the bare
 //!   account ID, which IAM rewrites into that form.
 //!
-//! Element names and every other value compare as written. A document that is not JSON on either
-//! side compares as raw text.
+//! Element names and every other value compare as written. Documents are read with the same strict
+//! parser as the guardrails ([`super::json::parse_object`]); a document it refuses on either side
+//! compares as raw text.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::arn;
+use super::json::parse_object;
+
 /// Whether two policy documents mean the same to IAM (see the module documentation).
 pub fn policies_equal(a: &str, b: &str) -> bool {
-    match (
-        serde_json::from_str::<Value>(a),
-        serde_json::from_str::<Value>(b),
-    ) {
+    match (parse_object(a), parse_object(b)) {
         (Ok(a), Ok(b)) => document(&a) == document(&b),
         _ => a == b,
     }
@@ -135,23 +136,14 @@ fn set(mut items: Vec<Canonical>) -> Canonical {
 }
 
 /// The account ID of an account root ARN (`arn:<partition>:iam::<12 digits>:root`).
-fn account_of_root(arn: &str) -> Option<&str> {
-    let mut parts = arn.split(':');
-    let fields: [Option<&str>; 6] = std::array::from_fn(|_| parts.next());
-    match (fields, parts.next()) {
-        (
-            [
-                Some("arn"),
-                Some(_),
-                Some("iam"),
-                Some(""),
-                Some(account),
-                Some("root"),
-            ],
-            None,
-        ) if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) => Some(account),
-        _ => None,
-    }
+fn account_of_root(text: &str) -> Option<&str> {
+    let parsed = arn::parse(text).ok()?;
+    let is_root = parsed.service == "iam"
+        && parsed.region.is_empty()
+        && parsed.resource == "root"
+        && parsed.account.len() == 12
+        && parsed.account.bytes().all(|b| b.is_ascii_digit());
+    is_root.then_some(parsed.account)
 }
 
 #[cfg(test)]

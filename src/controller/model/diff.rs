@@ -1,5 +1,5 @@
-//! The planner: the IAM writes that bring an existing role from its observed state to its desired
-//! state, and who owns an existing role. Pure, no I/O.
+//! The difference between an existing role and its desired state, as the IAM writes that remove it
+//! (the part of the planner that converges a role this object owns). Pure, no I/O.
 //!
 //! Only what differs is written, so a resync of an unchanged role plans nothing. The changes come in
 //! a fixed order, chosen so that the role never holds more permissions than either its old or its new
@@ -18,36 +18,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::change::Change;
-use super::desired::{DesiredRole, is_aws_tag, same_tag_key};
-use super::observed::ObservedRole;
-use super::policy_eq::policies_equal;
-use crate::guardrails::OWNER_TAG_KEY;
-
-/// Why a role cannot be brought to its desired state by changes.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
-    /// The role exists under another path; IAM cannot move a role.
-    #[error(
-        "the IAM role exists with path `{observed}` but the spec asks for `{desired}`; IAM cannot \
-         move a role: delete it in IAM or set spec.path to `{observed}`"
-    )]
-    PathMismatch {
-        /// The path in the spec.
-        desired: String,
-        /// The path of the existing role.
-        observed: String,
-    },
-}
-
-impl PlanError {
-    /// PascalCase reason, for conditions, events and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            PlanError::PathMismatch { .. } => "PathMismatch",
-        }
-    }
-}
+use super::plan::PlanError;
+use crate::iam::tags::{is_aws_tag, tag_value};
+use crate::iam::{Change, DesiredRole, ObservedRole, policies_equal};
 
 /// The changes that make `observed` match `desired`, in the order of the module documentation.
 ///
@@ -55,7 +28,7 @@ impl PlanError {
 /// ever detached, never a policy someone else attached. Every inline policy of the role is this
 /// object's, so inline policies it does not declare are deleted. Tags whose key starts with `aws:`
 /// (any case) are ignored on both sides, and tag keys compare ignoring case, as in IAM.
-pub fn plan(
+pub fn changes(
     desired: &DesiredRole,
     observed: &ObservedRole,
     previously_managed: &BTreeSet<String>,
@@ -155,11 +128,7 @@ fn boundary(desired: &DesiredRole, observed: &ObservedRole) -> Option<Change> {
 
 /// `TagRole` for keys missing or holding another value, `UntagRole` for keys no longer desired.
 fn tags(desired: &BTreeMap<String, String>, observed: &BTreeMap<String, String>) -> Vec<Change> {
-    let find = |tags: &BTreeMap<String, String>, key: &str| {
-        tags.iter()
-            .find(|(existing, _)| same_tag_key(existing, key))
-            .map(|(_, value)| value.clone())
-    };
+    let find = |tags: &BTreeMap<String, String>, key: &str| tag_value(tags, key).cloned();
     let to_set: BTreeMap<String, String> = desired
         .iter()
         .filter(|(key, _)| !is_aws_tag(key))
@@ -181,30 +150,6 @@ fn tags(desired: &BTreeMap<String, String>, observed: &BTreeMap<String, String>)
     changes
 }
 
-/// Who an existing role belongs to, according to its owner tag.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ownership {
-    /// The owner tag names this object.
-    Ours,
-    /// The role has no owner tag: created outside the operator.
-    Unowned,
-    /// The owner tag names another object (`namespace/name`).
-    OwnedBy(String),
-}
-
-/// The ownership of a role carrying `observed_tags`, for the object named `owner` (`namespace/name`).
-/// The owner tag key compares ignoring case, as IAM compares tag keys.
-pub fn ownership(observed_tags: &BTreeMap<String, String>, owner: &str) -> Ownership {
-    match observed_tags
-        .iter()
-        .find(|(key, _)| same_tag_key(key, OWNER_TAG_KEY))
-    {
-        None => Ownership::Unowned,
-        Some((_, value)) if value == owner => Ownership::Ours,
-        Some((_, value)) => Ownership::OwnedBy(value.clone()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -214,8 +159,8 @@ mod tests {
 
     use super::*;
     use crate::api::{AWSProvider, IAMRole};
-    use crate::controller::desired::owner_value;
-    use crate::controller::policy_eq::tests::reformat;
+    use crate::iam::policy_eq::tests::reformat;
+    use crate::iam::{OWNER_TAG_KEY, Ownership, owner_value, ownership};
 
     const OWNER: &str = "team-a/app";
     const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
@@ -281,7 +226,7 @@ mod tests {
     }
 
     fn planned(desired: &DesiredRole, observed: &ObservedRole) -> Vec<Change> {
-        plan(desired, observed, &set(&[S3, LOGS])).unwrap_or_else(|e| panic!("{e}"))
+        changes(desired, observed, &set(&[S3, LOGS])).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -385,15 +330,15 @@ mod tests {
         let mut observed = as_iam_returns(&desired, 0);
         observed.managed_policies = set(&[S3, LOGS, FOREIGN]);
         assert_eq!(
-            plan(&desired, &observed, &set(&[S3, LOGS])),
+            changes(&desired, &observed, &set(&[S3, LOGS])),
             Ok(vec![Change::DetachPolicy {
                 arn: LOGS.to_owned()
             }])
         );
-        assert_eq!(plan(&desired, &observed, &set(&[])), Ok(vec![]));
+        assert_eq!(changes(&desired, &observed, &set(&[])), Ok(vec![]));
         let mut gone = observed.clone();
         gone.managed_policies = set(&[S3]);
-        assert_eq!(plan(&desired, &gone, &set(&[S3, LOGS])), Ok(vec![]));
+        assert_eq!(changes(&desired, &gone, &set(&[S3, LOGS])), Ok(vec![]));
     }
 
     #[test]
@@ -528,7 +473,7 @@ mod tests {
             tags: map(&[("Old", "1")]),
             ..ObservedRole::default()
         };
-        let operations: Vec<&str> = plan(&desired, &observed, &set(&[LOGS]))
+        let operations: Vec<&str> = changes(&desired, &observed, &set(&[LOGS]))
             .unwrap_or_default()
             .iter()
             .map(Change::operation)
@@ -555,7 +500,7 @@ mod tests {
             permissions_boundary: Some(BOUNDARY.to_owned()),
             ..observed
         };
-        let operations: Vec<&str> = plan(&unbounded, &bounded, &set(&[LOGS]))
+        let operations: Vec<&str> = changes(&unbounded, &bounded, &set(&[LOGS]))
             .unwrap_or_default()
             .iter()
             .map(Change::operation)
@@ -581,7 +526,7 @@ mod tests {
         let desired = desired();
         let mut observed = as_iam_returns(&desired, 0);
         observed.path = "/other/".to_owned();
-        let error = plan(&desired, &observed, &set(&[]));
+        let error = changes(&desired, &observed, &set(&[]));
         assert_eq!(
             error,
             Err(PlanError::PathMismatch {
@@ -590,23 +535,6 @@ mod tests {
             })
         );
         assert_eq!(error.err().map(|e| e.reason()), Some("PathMismatch"));
-    }
-
-    #[test]
-    fn ownership_reads_the_owner_tag_ignoring_key_case() {
-        assert_eq!(ownership(&map(&[("Team", "x")]), OWNER), Ownership::Unowned);
-        assert_eq!(
-            ownership(&map(&[(OWNER_TAG_KEY, OWNER)]), OWNER),
-            Ownership::Ours
-        );
-        assert_eq!(
-            ownership(&map(&[(&OWNER_TAG_KEY.to_uppercase(), OWNER)]), OWNER),
-            Ownership::Ours
-        );
-        assert_eq!(
-            ownership(&map(&[(OWNER_TAG_KEY, "team-b/app")]), OWNER),
-            Ownership::OwnedBy("team-b/app".to_owned())
-        );
     }
 
     /// Every object of every manifest under `manifests/examples/`.
@@ -662,7 +590,7 @@ mod tests {
             for seed in [0, 1, 2, 3, 11, 1234] {
                 let observed = as_iam_returns(&desired, seed);
                 assert_eq!(
-                    plan(&desired, &observed, &desired.managed_policies),
+                    changes(&desired, &observed, &desired.managed_policies),
                     Ok(vec![]),
                     "{file} (seed {seed})"
                 );

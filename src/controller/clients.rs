@@ -1,0 +1,267 @@
+//! The AWS clients of each provider, cached per provider generation and referenced Secret
+//! versions, kept across leadership terms. Reads the Secrets a provider references (from the API
+//! server, only to build clients: the watch cache holds their metadata, never their data); AWS
+//! clients are built here but called elsewhere.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, ResourceExt};
+
+use super::model::error::ReconcileError;
+use super::stores::Stores;
+use crate::api::{AWSProvider, SecretKeyRef};
+use crate::aws::{AwsClients, CallObserver, ProviderSettings};
+
+/// What identifies one build of a provider's AWS clients: when any part changes (the provider's
+/// spec, or a referenced Secret), the clients are built again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ClientsKey {
+    generation: Option<i64>,
+    /// Referenced Secret names with their resourceVersion (`None`: the Secret is missing).
+    secret_versions: Vec<(String, Option<String>)>,
+}
+
+/// AWS clients per provider (`namespace/name`).
+#[derive(Default)]
+pub struct ClientCache {
+    entries: Mutex<HashMap<String, (ClientsKey, AwsClients)>>,
+}
+
+impl std::fmt::Debug for ClientCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let providers = self.entries.lock().map_or(0, |entries| entries.len());
+        f.debug_struct("ClientCache")
+            .field("providers", &providers)
+            .finish()
+    }
+}
+
+impl ClientCache {
+    /// The cached clients of the provider `cache_key`, if they were built for `key`.
+    fn cached(&self, cache_key: &str, key: &ClientsKey) -> Option<AwsClients> {
+        let entries = self.entries.lock().ok()?;
+        let (built_for, clients) = entries.get(cache_key)?;
+        (built_for == key).then(|| clients.clone())
+    }
+
+    fn insert(&self, cache_key: String, key: ClientsKey, clients: AwsClients) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(cache_key, (key, clients));
+        }
+    }
+}
+
+/// Builds (or finds) the AWS clients of providers.
+pub struct ProviderClients {
+    client: Client,
+    cache: std::sync::Arc<ClientCache>,
+    observer: CallObserver,
+    /// The web identity token file for providers with `roleARN` (`AWS_WEB_IDENTITY_TOKEN_FILE`).
+    web_identity_token_file: Option<PathBuf>,
+}
+
+impl ProviderClients {
+    /// Clients built with `client` (to read Secrets), kept in `cache`, every AWS call reported to
+    /// `observer`.
+    pub fn new(
+        client: Client,
+        cache: std::sync::Arc<ClientCache>,
+        observer: CallObserver,
+        web_identity_token_file: Option<PathBuf>,
+    ) -> Self {
+        ProviderClients {
+            client,
+            cache,
+            observer,
+            web_identity_token_file,
+        }
+    }
+
+    /// The AWS clients of `provider`: from the cache while neither the provider's generation nor
+    /// the resourceVersion of a Secret it references changed, built afresh otherwise. The Secret
+    /// versions come from the watch cache; the Secrets themselves are read only to build clients.
+    pub async fn get(
+        &self,
+        provider: &AWSProvider,
+        stores: &Stores,
+    ) -> Result<AwsClients, ReconcileError> {
+        let namespace = provider
+            .namespace()
+            .ok_or(ReconcileError::InvalidObject("namespace"))?;
+        let name = provider.name_any();
+        let cache_key = format!("{namespace}/{name}");
+        let key_with = |secret_versions| ClientsKey {
+            generation: provider.metadata.generation,
+            secret_versions,
+        };
+        if let Some(watched) = watched_secret_versions(stores, provider, &namespace)
+            && let Some(clients) = self.cache.cached(&cache_key, &key_with(watched))
+        {
+            return Ok(clients);
+        }
+        let secrets = self.referenced_secrets(provider, &namespace).await?;
+        let key = key_with(
+            secrets
+                .iter()
+                .map(|(name, secret)| {
+                    let version = secret.as_ref().and_then(|s| s.resource_version());
+                    (name.clone(), version)
+                })
+                .collect(),
+        );
+        if let Some(clients) = self.cache.cached(&cache_key, &key) {
+            return Ok(clients);
+        }
+        let settings = ProviderSettings::from_spec(
+            &provider.spec,
+            self.web_identity_token_file.as_deref(),
+            |reference| secret_value(&secrets, reference),
+        )
+        .map_err(|source| ReconcileError::Settings {
+            name: name.clone(),
+            source,
+        })?;
+        let clients = AwsClients::new(&settings, Some(self.observer.clone())).await;
+        self.cache.insert(cache_key, key, clients.clone());
+        Ok(clients)
+    }
+
+    /// Every Secret the provider references, by name (`None` when missing).
+    async fn referenced_secrets(
+        &self,
+        provider: &AWSProvider,
+        namespace: &str,
+    ) -> Result<BTreeMap<String, Option<Secret>>, ReconcileError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let mut secrets = BTreeMap::new();
+        for name in secret_names(provider) {
+            let secret = api.get_opt(name).await.map_err(|e| {
+                ReconcileError::kube("read a Secret referenced by the AWSProvider", e)
+            })?;
+            secrets.insert(name.to_owned(), secret);
+        }
+        Ok(secrets)
+    }
+}
+
+/// The resourceVersion of every Secret the provider references, by name, as the watch last saw
+/// them; `None` when one of them is not in the watch cache (missing, or not seen yet).
+fn watched_secret_versions(
+    stores: &Stores,
+    provider: &AWSProvider,
+    namespace: &str,
+) -> Option<Vec<(String, Option<String>)>> {
+    secret_names(provider)
+        .into_iter()
+        .map(|name| {
+            let secret = stores
+                .secrets
+                .get(&ObjectRef::new(name).within(namespace))?;
+            Some((name.to_owned(), secret.resource_version()))
+        })
+        .collect()
+}
+
+/// The names of the Secrets the provider references, each once.
+fn secret_names(provider: &AWSProvider) -> BTreeSet<&str> {
+    ProviderSettings::secret_refs(&provider.spec)
+        .into_iter()
+        .map(|(_, reference)| reference.name.as_str())
+        .collect()
+}
+
+/// The value of a Secret key, from Secrets read beforehand. The error names what is missing and
+/// never holds a value.
+fn secret_value(
+    secrets: &BTreeMap<String, Option<Secret>>,
+    reference: &SecretKeyRef,
+) -> Result<String, String> {
+    let secret = secrets
+        .get(&reference.name)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| "the Secret does not exist".to_owned())?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(&reference.key))
+        .map(|value| value.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|data| data.get(&reference.key))
+                .map(|value| value.clone().into_bytes())
+        })
+        .ok_or_else(|| "the Secret has no such key".to_owned())?;
+    String::from_utf8(bytes).map_err(|_| "the value is not UTF-8 text".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::ByteString;
+
+    use super::*;
+    use crate::api::AWSProviderSpec;
+
+    fn secret(pairs: &[(&str, &[u8])]) -> Option<Secret> {
+        Some(Secret {
+            data: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.to_vec())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        })
+    }
+
+    fn key_ref(name: &str, key: &str) -> SecretKeyRef {
+        SecretKeyRef {
+            name: name.to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    #[test]
+    fn secret_values_are_read_and_failures_never_show_a_value() {
+        let secrets = BTreeMap::from([
+            (
+                "creds".to_owned(),
+                secret(&[("id", b"AKIAVALUE"), ("bad", &[0xff])]),
+            ),
+            ("gone".to_owned(), None),
+        ]);
+        assert_eq!(
+            secret_value(&secrets, &key_ref("creds", "id")),
+            Ok("AKIAVALUE".to_owned())
+        );
+        for (reference, expected) in [
+            (key_ref("creds", "missing"), "the Secret has no such key"),
+            (key_ref("gone", "id"), "the Secret does not exist"),
+            (key_ref("unknown", "id"), "the Secret does not exist"),
+            (key_ref("creds", "bad"), "the value is not UTF-8 text"),
+        ] {
+            assert_eq!(secret_value(&secrets, &reference), Err(expected.to_owned()));
+        }
+    }
+
+    #[test]
+    fn each_referenced_secret_is_named_once() {
+        let mut provider = AWSProvider::new(
+            "aws",
+            AWSProviderSpec {
+                access_key_id_ref: Some(key_ref("creds", "id")),
+                secret_access_key_ref: Some(key_ref("creds", "secret")),
+                session_token_ref: Some(key_ref("token", "value")),
+                ..AWSProviderSpec::default()
+            },
+        );
+        assert_eq!(secret_names(&provider), BTreeSet::from(["creds", "token"]));
+        provider.spec = AWSProviderSpec::default();
+        assert!(secret_names(&provider).is_empty());
+    }
+}
