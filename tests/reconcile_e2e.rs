@@ -380,7 +380,9 @@ fn mismatches(
     let namespace = role.metadata.namespace.clone().unwrap_or_default();
     let name = role.metadata.name.clone().unwrap_or_default();
     tags.insert(OWNER_TAG_KEY.to_owned(), format!("{namespace}/{name}"));
-    tags.insert(POLICIES_TAG_KEY.to_owned(), policies_tag_value(&managed));
+    if !managed.is_empty() {
+        tags.insert(POLICIES_TAG_KEY.to_owned(), policies_tag_value(&managed));
+    }
     let observed_tags: BTreeMap<String, String> = observed
         .tags
         .iter()

@@ -1,10 +1,13 @@
 //! Per-object retry delays: exponential from [`BACKOFF_BASE`] to [`BACKOFF_MAX`], counted per
-//! object, reset by a success and forgotten when the object goes — the map never holds more than
-//! the objects that are failing now. In memory only.
+//! object, reset by a success and forgotten when the object leaves the watch cache — the map
+//! never holds many more than the objects that exist. In memory only.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
+
+use kube::Resource;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 /// First delay after a failure that is worth retrying soon.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
@@ -18,41 +21,51 @@ pub fn backoff(failures: u32) -> Duration {
     BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_MAX)
 }
 
-/// Consecutive failures per object (`Kind/namespace/name`).
-#[derive(Debug, Default)]
-pub struct Backoff {
-    failures: Mutex<HashMap<String, u32>>,
+/// Consecutive failures per object of one kind.
+pub struct Backoff<K: Resource<DynamicType = ()>> {
+    failures: Mutex<HashMap<ObjectRef<K>, u32>>,
 }
 
-impl Backoff {
-    /// Counts one more failure of `key` and returns the delay before retrying it. Before counting,
-    /// objects for which `exists` is false are forgotten once the map holds more than
-    /// `live_objects` entries (deleted objects never pile up).
-    pub fn next(&self, key: &str, live_objects: usize, exists: impl Fn(&str) -> bool) -> Duration {
+impl<K: Resource<DynamicType = ()>> Default for Backoff<K> {
+    fn default() -> Self {
+        Backoff {
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone> Backoff<K> {
+    /// Counts one more failure of `object` and returns the delay before retrying it. Objects no
+    /// longer in `live` (the watch cache) are forgotten first once more are counted than live.
+    pub fn next(&self, object: &K, live: &Store<K>) -> Duration {
         let Ok(mut failures) = self.failures.lock() else {
             return backoff(1);
         };
-        if failures.len() > live_objects {
-            failures.retain(|key, _| exists(key));
+        let live_objects = live.state();
+        if failures.len() > live_objects.len() {
+            failures.retain(|key, _| live.get(key).is_some());
         }
-        let count = failures.entry(key.to_owned()).or_insert(0);
+        let count = failures.entry(ObjectRef::from_obj(object)).or_insert(0);
         *count = count.saturating_add(1);
         backoff(*count)
     }
 
-    /// Forgets the failures of `key` (after a success, or once the object is gone).
-    pub fn forget(&self, key: &str) {
+    /// Forgets the failures of `object` (after a success, or once the object is gone).
+    pub fn forget(&self, object: &K) {
         if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(key);
+            failures.remove(&ObjectRef::from_obj(object));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use kube::runtime::{reflector, watcher};
 
-    fn counted(backoff: &Backoff) -> usize {
+    use super::*;
+    use crate::api::{IAMRole, IAMRoleSpec};
+
+    fn counted(backoff: &Backoff<IAMRole>) -> usize {
         backoff.failures.lock().map_or(0, |failures| failures.len())
     }
 
@@ -66,20 +79,33 @@ mod tests {
         assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
     }
 
+    fn role(name: &str) -> IAMRole {
+        let mut role = IAMRole::new(name, IAMRoleSpec::default());
+        role.metadata.namespace = Some("ns".to_owned());
+        role
+    }
+
     #[test]
     fn failures_count_per_object_reset_and_deleted_objects_are_forgotten() {
-        let backoff = Backoff::default();
-        let all = |_: &str| true;
-        assert_eq!(backoff.next("a", 10, all), BACKOFF_BASE);
-        assert_eq!(backoff.next("a", 10, all), BACKOFF_BASE * 2);
-        backoff.forget("a");
-        assert_eq!(backoff.next("a", 10, all), BACKOFF_BASE);
-        for key in ["b", "c", "d"] {
-            backoff.next(key, 10, all);
+        let (live, mut writer) = reflector::store::<IAMRole>();
+        let backoff = Backoff::<IAMRole>::default();
+        let a = role("a");
+        writer.apply_watcher_event(&watcher::Event::Apply(a.clone()));
+        assert_eq!(backoff.next(&a, &live), BACKOFF_BASE);
+        assert_eq!(backoff.next(&a, &live), BACKOFF_BASE * 2);
+        backoff.forget(&a);
+        assert_eq!(backoff.next(&a, &live), BACKOFF_BASE);
+        // Only "a" is in the cache: deleted objects never pile up.
+        for name in ["b", "c", "d", "e"] {
+            backoff.next(&role(name), &live);
+            assert_eq!(counted(&backoff), 2, "{name}");
         }
-        assert_eq!(counted(&backoff), 4);
-        // Only "d" is still alive: the others go as soon as the map outgrows the live objects.
-        backoff.next("d", 1, |key| key == "d");
+        backoff.next(&a, &live);
         assert_eq!(counted(&backoff), 1);
+        assert_eq!(
+            backoff.next(&a, &live),
+            BACKOFF_BASE * 4,
+            "a kept its count"
+        );
     }
 }

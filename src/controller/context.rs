@@ -29,8 +29,10 @@ pub struct Context {
     pub events: Events,
     /// Reconcile and AWS call metrics.
     pub metrics: ControllerMetrics,
-    /// Retry delays of failing objects.
-    pub backoff: Backoff,
+    /// Retry delays of failing IAMRoles.
+    pub role_backoff: Backoff<IAMRole>,
+    /// Retry delays of failing AWSProviders.
+    pub provider_backoff: Backoff<AWSProvider>,
     /// Requeues IAMRoles (when their provider changes).
     pub role_triggers: mpsc::UnboundedSender<ObjectRef<IAMRole>>,
 }

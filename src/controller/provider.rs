@@ -10,7 +10,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
 use super::context::Context;
@@ -44,7 +43,7 @@ pub async fn reconcile(
     ctx.metrics
         .observe_reconcile(KIND, result.is_ok(), started.elapsed());
     match &result {
-        Ok(_) => ctx.backoff.forget(&object_key(KIND, &namespace, &name)),
+        Ok(_) => ctx.provider_backoff.forget(&provider),
         Err(error) => ctx.metrics.observe_error(KIND, error.reason()),
     }
     result
@@ -56,21 +55,7 @@ pub fn error_policy(
     _error: &ReconcileError,
     ctx: Arc<Context>,
 ) -> Action {
-    let namespace = provider.namespace().unwrap_or_default();
-    let key = object_key(KIND, &namespace, &provider.name_any());
-    let live = ctx.stores.providers.state().len();
-    Action::requeue(ctx.backoff.next(&key, live, |key| {
-        let mut parts = key.splitn(3, '/');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(KIND), Some(namespace), Some(name)) => ctx
-                .stores
-                .providers
-                .get(&ObjectRef::new(name).within(namespace))
-                .is_some(),
-            // Another kind's entry: not this controller's to forget.
-            _ => true,
-        }
-    }))
+    Action::requeue(ctx.provider_backoff.next(&provider, &ctx.stores.providers))
 }
 
 /// Writes the status of the outcome, publishes its Event, and requeues the provider's IAMRoles

@@ -21,7 +21,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -79,11 +78,7 @@ pub async fn reconcile(role: Arc<IAMRole>, ctx: Arc<Context>) -> Result<Action, 
 /// is gone); the rest wait for a change, or the next resync.
 pub fn error_policy(role: Arc<IAMRole>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     match error.retry() {
-        Retry::Backoff => {
-            let key = key_of(&role);
-            let live = ctx.stores.roles.state().len();
-            Action::requeue(ctx.backoff.next(&key, live, |key| role_exists(&ctx, key)))
-        }
+        Retry::Backoff => Action::requeue(ctx.role_backoff.next(&role, &ctx.stores.roles)),
         Retry::AtResync => {
             let drift = ctx
                 .stores
@@ -94,27 +89,6 @@ pub fn error_policy(role: Arc<IAMRole>, error: &ReconcileError, ctx: Arc<Context
                 .and_then(|p| p.spec.drift_detection.clone());
             resync(drift.as_ref(), &role)
         }
-    }
-}
-
-fn key_of(role: &IAMRole) -> String {
-    object_key(
-        KIND,
-        role.namespace().as_deref().unwrap_or_default(),
-        &role.name_any(),
-    )
-}
-
-/// Whether the IAMRole of a failure-count key is still in the watch cache.
-fn role_exists(ctx: &Context, key: &str) -> bool {
-    let mut parts = key.splitn(3, '/');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(KIND), Some(namespace), Some(name)) => ctx
-            .stores
-            .roles
-            .get(&ObjectRef::new(name).within(namespace))
-            .is_some(),
-        _ => false,
     }
 }
 
@@ -233,7 +207,7 @@ impl<'a> RoleObject<'a> {
                 if !reason.is_empty() {
                     self.publish(EventType::Normal, reason, "DeleteRole", note);
                 }
-                self.ctx.backoff.forget(&key);
+                self.ctx.role_backoff.forget(self.role);
                 Ok(Action::await_change())
             }
             Ok(Outcome::Synced { synced, drift }) => {
@@ -243,7 +217,7 @@ impl<'a> RoleObject<'a> {
                     Some(&synced.attached),
                 )
                 .await?;
-                self.ctx.backoff.forget(&key);
+                self.ctx.role_backoff.forget(self.role);
                 Ok(resync(drift.as_ref(), self.role))
             }
             Err(sync) => {

@@ -169,7 +169,8 @@ async fn run_controllers(
         },
         events: Events::start(recorder),
         metrics,
-        backoff: Backoff::default(),
+        role_backoff: Backoff::default(),
+        provider_backoff: Backoff::default(),
         role_triggers,
     });
     let secret_owners = provider_reader.clone();

@@ -38,8 +38,10 @@ impl DesiredRole {
     /// object named `owner` (`namespace/name`, see [`super::owner_value`]).
     ///
     /// Tags merge as IAM compares them (see [`merge_tags`]); the operator's tags replace any tag
-    /// of the same key. The singular `inlinePolicy` is added after `inlinePolicies` and replaces an
-    /// entry of the same name.
+    /// of the same key. The managed-policies tag is left out while there are no managed policies
+    /// (so a policy-less role carries one tag of the operator's, and a role whose last policy goes
+    /// loses the tag after the detach). The singular `inlinePolicy` is added after
+    /// `inlinePolicies` and replaces an entry of the same name.
     pub fn new(
         spec: &IAMRoleSpec,
         default_tags: Option<&BTreeMap<String, String>>,
@@ -49,11 +51,13 @@ impl DesiredRole {
             spec.managed_policy_arns.iter().flatten().cloned().collect();
         let mut tags = merge_tags(default_tags, spec.tags.as_ref());
         set_tag(&mut tags, OWNER_TAG_KEY, owner);
-        set_tag(
-            &mut tags,
-            POLICIES_TAG_KEY,
-            &policies_tag_value(&managed_policies),
-        );
+        if !managed_policies.is_empty() {
+            set_tag(
+                &mut tags,
+                POLICIES_TAG_KEY,
+                &policies_tag_value(&managed_policies),
+            );
+        }
         let inline_policies = spec
             .all_inline_policies()
             .map(|p| (p.policy_name.clone(), p.policy_document.clone()))
@@ -125,10 +129,7 @@ mod tests {
         assert_eq!(desired.permissions_boundary, None);
         assert!(desired.managed_policies.is_empty());
         assert!(desired.inline_policies.is_empty());
-        assert_eq!(
-            desired.tags,
-            map(&[(OWNER_TAG_KEY, "team-a/app"), (POLICIES_TAG_KEY, "")])
-        );
+        assert_eq!(desired.tags, map(&[(OWNER_TAG_KEY, "team-a/app")]));
     }
 
     #[test]

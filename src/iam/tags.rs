@@ -12,8 +12,8 @@ pub const OWNER_TAG_KEY: &str = "aws-infra-operator.runner.codes/owner";
 /// of what it may detach, kept with the role so that it survives a lost object status.
 pub const POLICIES_TAG_KEY: &str = "aws-infra-operator.runner.codes/managed-policies";
 
-/// How many tags the operator adds to every role it manages (owner and managed policies); they
-/// count toward IAM's 50-tag limit.
+/// How many tags the operator may add to a role it manages (the owner, and the managed policies
+/// while there are any); the guardrails reserve both of IAM's 50.
 pub const OPERATOR_TAGS: usize = 2;
 
 /// The owner tag value naming the object `namespace/name`.
