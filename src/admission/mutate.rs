@@ -10,10 +10,9 @@ use serde_json::{Map, Value};
 
 use crate::api::FINALIZER;
 use crate::guardrails::Config;
+use crate::iam::DEFAULT_PATH;
 use crate::iam::tags::defaults_not_set;
 
-/// `spec.path` when the object has none.
-pub const DEFAULT_PATH: &str = "/";
 /// `spec.deletionPolicy` when the object has none.
 pub const DEFAULT_DELETION_POLICY: &str = "Delete";
 

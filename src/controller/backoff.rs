@@ -1,13 +1,13 @@
 //! Per-object retry delays: exponential from [`BACKOFF_BASE`] to [`BACKOFF_MAX`], counted per
-//! object, reset by a success and forgotten when the object leaves the watch cache — the map
-//! never holds many more than the objects that exist. In memory only.
+//! object, reset by a success and forgotten when the object leaves the watch cache. In memory
+//! only.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use kube::Resource;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
+
+use super::per_object::PerObject;
 
 /// First delay after a failure that is worth retrying soon.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
@@ -23,38 +23,30 @@ pub fn backoff(failures: u32) -> Duration {
 
 /// Consecutive failures per object of one kind.
 pub struct Backoff<K: Resource<DynamicType = ()>> {
-    failures: Mutex<HashMap<ObjectRef<K>, u32>>,
+    failures: PerObject<K, u32>,
 }
 
 impl<K: Resource<DynamicType = ()>> Default for Backoff<K> {
     fn default() -> Self {
         Backoff {
-            failures: Mutex::new(HashMap::new()),
+            failures: PerObject::default(),
         }
     }
 }
 
 impl<K: Resource<DynamicType = ()> + Clone> Backoff<K> {
-    /// Counts one more failure of `object` and returns the delay before retrying it. Objects no
-    /// longer in `live` (the watch cache) are forgotten first once more are counted than live.
+    /// Counts one more failure of `object` and returns the delay before retrying it (`live`, the
+    /// watch cache, bounds what is remembered).
     pub fn next(&self, object: &K, live: &Store<K>) -> Duration {
-        let Ok(mut failures) = self.failures.lock() else {
-            return backoff(1);
-        };
-        let live_objects = live.state();
-        if failures.len() > live_objects.len() {
-            failures.retain(|key, _| live.get(key).is_some());
-        }
-        let count = failures.entry(ObjectRef::from_obj(object)).or_insert(0);
-        *count = count.saturating_add(1);
-        backoff(*count)
+        let failures = self
+            .failures
+            .update(object, live, |count| *count = count.saturating_add(1));
+        backoff(failures)
     }
 
     /// Forgets the failures of `object` (after a success, or once the object is gone).
     pub fn forget(&self, object: &K) {
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(&ObjectRef::from_obj(object));
-        }
+        self.failures.forget(object);
     }
 }
 
@@ -64,10 +56,6 @@ mod tests {
 
     use super::*;
     use crate::api::{IAMRole, IAMRoleSpec};
-
-    fn counted(backoff: &Backoff<IAMRole>) -> usize {
-        backoff.failures.lock().map_or(0, |failures| failures.len())
-    }
 
     #[test]
     fn backoff_doubles_up_to_the_maximum() {
@@ -79,33 +67,16 @@ mod tests {
         assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
     }
 
-    fn role(name: &str) -> IAMRole {
-        let mut role = IAMRole::new(name, IAMRoleSpec::default());
-        role.metadata.namespace = Some("ns".to_owned());
-        role
-    }
-
     #[test]
-    fn failures_count_per_object_reset_and_deleted_objects_are_forgotten() {
+    fn failures_count_per_object_and_a_success_resets_them() {
         let (live, mut writer) = reflector::store::<IAMRole>();
         let backoff = Backoff::<IAMRole>::default();
-        let a = role("a");
+        let mut a = IAMRole::new("a", IAMRoleSpec::default());
+        a.metadata.namespace = Some("ns".to_owned());
         writer.apply_watcher_event(&watcher::Event::Apply(a.clone()));
         assert_eq!(backoff.next(&a, &live), BACKOFF_BASE);
         assert_eq!(backoff.next(&a, &live), BACKOFF_BASE * 2);
         backoff.forget(&a);
         assert_eq!(backoff.next(&a, &live), BACKOFF_BASE);
-        // Only "a" is in the cache: deleted objects never pile up.
-        for name in ["b", "c", "d", "e"] {
-            backoff.next(&role(name), &live);
-            assert_eq!(counted(&backoff), 2, "{name}");
-        }
-        backoff.next(&a, &live);
-        assert_eq!(counted(&backoff), 1);
-        assert_eq!(
-            backoff.next(&a, &live),
-            BACKOFF_BASE * 4,
-            "a kept its count"
-        );
     }
 }

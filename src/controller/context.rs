@@ -14,6 +14,7 @@ use super::clients::ProviderClients;
 use super::events::Events;
 use super::metrics::ControllerMetrics;
 use super::model::error::ReconcileError;
+use super::per_object::PerObject;
 use super::stores::{Stores, provider_ready};
 use crate::api::{AWSProvider, IAMRole};
 
@@ -33,6 +34,9 @@ pub struct Context {
     pub role_backoff: Backoff<IAMRole>,
     /// Retry delays of failing AWSProviders.
     pub provider_backoff: Backoff<AWSProvider>,
+    /// IAMRoles whose role name was found taken by a role that is not theirs: their next
+    /// reconcile reads IAM before trying CreateRole.
+    pub names_taken: PerObject<IAMRole, bool>,
     /// Requeues IAMRoles (when their provider changes).
     pub role_triggers: mpsc::UnboundedSender<ObjectRef<IAMRole>>,
 }

@@ -3,7 +3,8 @@
 //! plan → execute in [`sync`], through the [`role_api::RoleApi`] trait, then one report step),
 //! [`runner`] and [`leader`] run the controllers while this replica leads, and the reconciles share
 //! a [`context::Context`] made of the watch caches ([`stores`]), the providers' AWS clients
-//! ([`clients`]), the Event queue ([`events`]), [`metrics`] and per-object [`backoff`].
+//! ([`clients`]), the Event queue ([`events`]), [`metrics`], per-object [`backoff`] and what
+//! else is remembered per object between reconciles ([`per_object`]).
 
 pub mod backoff;
 pub mod clients;
@@ -12,6 +13,7 @@ pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod model;
+pub mod per_object;
 pub mod provider;
 pub mod role;
 pub mod role_api;

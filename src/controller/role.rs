@@ -157,7 +157,9 @@ impl<'a> RoleObject<'a> {
             owner: &owner,
             adopt: adopt_requested(self.role),
         };
-        let synced = sync_role(&clients.iam(), intent, &memory(self.role)).await?;
+        let mut memory = memory(self.role);
+        memory.name_taken = self.ctx.names_taken.get(self.role).unwrap_or_default();
+        let synced = sync_role(&clients.iam(), intent, &memory).await?;
         Ok(Outcome::Synced {
             synced,
             drift: provider.spec.drift_detection,
@@ -218,10 +220,19 @@ impl<'a> RoleObject<'a> {
                 )
                 .await?;
                 self.ctx.role_backoff.forget(self.role);
+                self.ctx.names_taken.forget(self.role);
                 Ok(resync(drift.as_ref(), self.role))
             }
             Err(sync) => {
                 let error = sync.error;
+                if let ReconcileError::Plan(plan) = &error
+                    && plan.name_taken()
+                {
+                    let live = &self.ctx.stores.roles;
+                    self.ctx
+                        .names_taken
+                        .update(self.role, live, |taken| *taken = true);
+                }
                 let message = self.failure_message(&error);
                 tracing::warn!(role = %key, reason = error.reason(), %error, "reconcile failed");
                 self.publish(
@@ -397,7 +408,8 @@ impl<'a> RoleObject<'a> {
     }
 }
 
-/// What the object remembers of its role, from its status.
+/// What the object remembers of its role, from its status (whether its name was found taken is
+/// kept in memory by the context).
 fn memory(role: &IAMRole) -> Memory {
     let status = role.status.as_ref();
     Memory {
@@ -405,6 +417,7 @@ fn memory(role: &IAMRole) -> Memory {
         attached: status
             .map(|s| s.attached_policy_arns.iter().cloned().collect())
             .unwrap_or_default(),
+        name_taken: false,
     }
 }
 

@@ -171,6 +171,7 @@ async fn run_controllers(
         metrics,
         role_backoff: Backoff::default(),
         provider_backoff: Backoff::default(),
+        names_taken: Default::default(),
         role_triggers,
     });
     let secret_owners = provider_reader.clone();

@@ -1,6 +1,7 @@
-//! Scenario tests of a role's reconcile (observe → plan → execute) against an in-memory IAM that
-//! keeps roles, counts every call and fails the calls it is told to. Each scenario runs alone, in
-//! milliseconds; the end-to-end tests prove the same against moto and a real API server.
+//! Scenario tests of a role's reconcile: observe → plan → execute against an in-memory IAM that
+//! keeps roles, counts every call and fails the calls it is told to, and the whole reconcile
+//! against a stand-in API server where the failure happens before IAM. Each scenario runs alone,
+//! in milliseconds; the end-to-end tests prove the same against moto and a real API server.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::{Future, ready};
@@ -260,6 +261,7 @@ fn remembered(role_id: &str, attached: &BTreeSet<String>) -> Memory {
     Memory {
         role_id: Some(role_id.to_owned()),
         attached: attached.clone(),
+        name_taken: false,
     }
 }
 
@@ -348,6 +350,19 @@ async fn an_unowned_role_is_left_alone_unless_adoption_is_asked() {
     assert_eq!(refused.error.reason(), "RoleExists");
     assert_eq!(iam.writes(), ["CreateRole"], "only the refused CreateRole");
     assert_eq!(iam.role("app-role").map(|r| r.tags.len()), Some(0));
+    let taken = Memory {
+        name_taken: true,
+        ..Memory::default()
+    };
+    let again = sync_role(&iam, intent(&desired, &owner, false), &taken)
+        .await
+        .expect_err("still not ours");
+    assert_eq!(again.error.reason(), "RoleExists");
+    assert_eq!(
+        iam.calls(),
+        ["GetRole"],
+        "a name found taken is read, not created again"
+    );
 
     let adopted = sync_role(&iam, intent(&desired, &owner, true), &Memory::default())
         .await
@@ -561,4 +576,127 @@ async fn a_deletion_interrupted_by_a_fault_finishes_on_the_next_pass() {
         Ok(Deleted::Deleted(_))
     ));
     assert!(iam.role("app-role").is_none());
+}
+
+/// The reconcile of an IAMRole whose provider does not exist, against a stand-in API server that
+/// answers each request as the real one would: the failure is reported once (a status patch with
+/// the reason, then the error returned) and retried with backoff, without any AWS call.
+#[tokio::test]
+async fn a_missing_provider_is_reported_in_the_status_and_retried_with_backoff() {
+    use std::sync::Arc;
+
+    use http::{Method, Request, Response, StatusCode};
+    use kube::client::Body;
+    use kube::runtime::controller::Action;
+    use kube::runtime::events::{Recorder, Reporter};
+    use kube::runtime::reflector;
+
+    use super::backoff::{BACKOFF_BASE, Backoff};
+    use super::clients::{ClientCache, ProviderClients};
+    use super::context::Context;
+    use super::events::Events;
+    use super::metrics::ControllerMetrics;
+    use super::role::{error_policy, reconcile};
+    use super::stores::Stores;
+    use crate::api::{FINALIZER, IAMRole, ProviderRef};
+
+    let (service, mut api_server) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let (roles, mut role_writer) = reflector::store();
+    let (providers, _) = reflector::store();
+    let (secrets, _) = reflector::store();
+    let metrics =
+        ControllerMetrics::register(&mut prometheus_client::registry::Registry::default());
+    let (role_triggers, _requeued) = tokio::sync::mpsc::unbounded_channel();
+    let ctx = Arc::new(Context {
+        clients: ProviderClients::new(
+            client.clone(),
+            Arc::new(ClientCache::default()),
+            metrics.call_observer(),
+            None,
+        ),
+        events: Events::start(Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "test".to_owned(),
+                instance: None,
+            },
+        )),
+        client,
+        stores: Stores {
+            roles,
+            providers,
+            secrets,
+        },
+        metrics,
+        role_backoff: Backoff::default(),
+        provider_backoff: Backoff::default(),
+        names_taken: Default::default(),
+        role_triggers,
+    });
+    let mut role = IAMRole::new(
+        "app",
+        IAMRoleSpec {
+            provider_ref: ProviderRef {
+                name: "gone".to_owned(),
+                namespace: None,
+            },
+            ..spec(&[])
+        },
+    );
+    role.metadata.namespace = Some("team-a".to_owned());
+    role.metadata.generation = Some(1);
+    role.metadata.finalizers = Some(vec![FINALIZER.to_owned()]);
+    role_writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(role.clone()));
+    let role = Arc::new(role);
+
+    let answering = tokio::spawn(async move {
+        let mut status_patch = None;
+        while status_patch.is_none() {
+            let Some((request, respond)) = api_server.next_request().await else {
+                break;
+            };
+            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+            let body = request
+                .into_body()
+                .collect_bytes()
+                .await
+                .unwrap_or_default();
+            let response = if method == Method::GET && path.ends_with("/awsproviders/gone") {
+                let missing = serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                    "status": "Failure", "reason": "NotFound", "code": 404,
+                    "message": "awsproviders \"gone\" not found"});
+                (
+                    StatusCode::NOT_FOUND,
+                    serde_json::to_vec(&missing).unwrap_or_default(),
+                )
+            } else if method == Method::PATCH && path.ends_with("/iamroles/app/status") {
+                status_patch = Some(String::from_utf8_lossy(&body).into_owned());
+                (StatusCode::OK, br#"{"apiVersion":"aws-infra-operator.runner.codes/v1alpha1","kind":"IAMRole","metadata":{"name":"app","namespace":"team-a"},"spec":{"providerRef":{"name":"gone"},"roleName":"app-role","assumeRolePolicyDocument":"{}"}}"#.to_vec())
+            } else {
+                // Events (best effort) and anything else: created as asked.
+                (StatusCode::CREATED, body.to_vec())
+            };
+            let mut answer = Response::new(Body::from(response.1));
+            *answer.status_mut() = response.0;
+            respond.send_response(answer);
+        }
+        status_patch
+    });
+    let error = reconcile(Arc::clone(&role), Arc::clone(&ctx))
+        .await
+        .expect_err("no provider");
+    assert_eq!(error.reason(), "ProviderNotFound");
+    let patch = answering.await.expect("answered").expect("status patched");
+    assert!(patch.contains("ProviderNotFound"), "{patch}");
+    assert!(patch.contains("\"ready\":false"), "{patch}");
+    assert_eq!(
+        error_policy(Arc::clone(&role), &error, Arc::clone(&ctx)),
+        Action::requeue(BACKOFF_BASE)
+    );
+    assert_eq!(
+        error_policy(role, &error, ctx),
+        Action::requeue(BACKOFF_BASE * 2),
+        "the backoff grows while the failure lasts"
+    );
 }

@@ -58,6 +58,14 @@ pub enum PlanError {
 }
 
 impl PlanError {
+    /// Whether a role of the spec's name exists and is not this object's.
+    pub fn name_taken(&self) -> bool {
+        matches!(
+            self,
+            PlanError::RoleExists { .. } | PlanError::RoleConflict { .. }
+        )
+    }
+
     /// PascalCase reason, for conditions, events and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -84,16 +92,18 @@ pub struct Intent<'a> {
 pub struct Memory {
     /// The role's ID as last recorded (the status' `roleId`): the role was seen before.
     pub role_id: Option<String>,
+    /// A role of the spec's name was found not to be this object's (at the last reconcile).
+    pub name_taken: bool,
     /// Managed policy ARNs the object attached, as its status lists them.
     pub attached: BTreeSet<String>,
 }
 
 impl Memory {
-    /// Whether to look at IAM before writing. A role the object never recorded is most likely
-    /// absent, so CreateRole comes first (and a name already taken is then read and planned as
-    /// an existing role).
+    /// Whether to look at IAM before writing. A role the object never recorded nor found in its
+    /// way is most likely absent, so CreateRole comes first (and a name already taken is then read
+    /// and planned as an existing role).
     pub fn observe_first(&self) -> bool {
-        self.role_id.is_some()
+        self.role_id.is_some() || self.name_taken
     }
 
     /// The managed policies of `observed` this object may detach: those its status lists, those
@@ -428,8 +438,8 @@ mod tests {
         );
         observed.tags.remove(POLICIES_TAG_KEY);
         let memory = Memory {
-            role_id: None,
             attached: set(&[LOGS]),
+            ..Memory::default()
         };
         let Ok(RolePlan::Converge { changes, .. }) =
             plan(intent(&after, false), Some(&observed), &memory)
@@ -469,6 +479,24 @@ mod tests {
             ..Memory::default()
         };
         assert!(seen.observe_first());
+        let taken = Memory {
+            name_taken: true,
+            ..Memory::default()
+        };
+        assert!(taken.observe_first());
+        assert!(
+            PlanError::RoleExists {
+                role_name: String::new()
+            }
+            .name_taken()
+        );
+        assert!(
+            !PlanError::PathMismatch {
+                desired: String::new(),
+                observed: String::new()
+            }
+            .name_taken()
+        );
     }
 
     #[test]
