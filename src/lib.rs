@@ -8,5 +8,6 @@ pub mod certs;
 pub mod cli;
 pub mod controller;
 pub mod guardrails;
+pub mod serve;
 pub mod telemetry;
 pub mod validate;
