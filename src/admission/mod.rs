@@ -34,6 +34,7 @@ pub use self::mutate::defaults_patch;
 use self::review::{Answer, Endpoint};
 pub use self::server::{BoundWebhook, WebhookConfig, WebhookError, bind};
 use crate::guardrails::Engine;
+use crate::serve::memory::release_free_memory;
 
 /// What the webhook handlers share: the guardrail engine, the metrics, the checkers and the body
 /// memory budget.
@@ -147,12 +148,15 @@ async fn review(state: &WebhookState, endpoint: Endpoint, received: body::Receiv
     let checked = state
         .checkers
         .run(large, move || {
-            let answered = review::answer(&engine, endpoint, &received.bytes);
-            drop(received);
-            answered.map(|answer| {
+            let answered = review::answer(&engine, endpoint, &received.bytes).map(|answer| {
                 let json = answer.verdict.to_json();
                 (answer, json)
-            })
+            });
+            drop(received);
+            if large {
+                release_free_memory();
+            }
+            answered
         })
         .await;
     match checked {
