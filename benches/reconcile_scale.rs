@@ -3,7 +3,7 @@
 //!
 //! 1. creates N IAMRoles at once (one managed policy and one small inline policy each, through the
 //!    Kubernetes API and so through the webhooks) and times them until every one is Ready, counting
-//!    the IAM calls the operator made (`aws_api_calls_total` of its `/metrics`), writes and reads
+//!    the IAM calls the operator made (`infra_operator_aws_api_calls_total` of its `/metrics`), writes and reads
 //!    (moto's IAM backend is warmed up by one untimed call first);
 //! 2. times the floor: the crate's own AWS layer making only CreateRole (with tags),
 //!    AttachRolePolicy and PutRolePolicy for N other roles, as many at once as the controller, once
@@ -144,7 +144,7 @@ fn counters(stack: &Stack) -> anyhow::Result<Counters> {
     let port = stack.operator().context("the operator runs")?.admin_port;
     let text = http_get(port, "/metrics")?;
     let mut calls = Calls::new();
-    for (labels, value) in samples(&text, "aws_api_calls_total") {
+    for (labels, value) in samples(&text, "infra_operator_aws_api_calls_total") {
         if let Some(op) = labels.get("operation") {
             *calls.entry(op.clone()).or_default() += value;
         }
@@ -158,7 +158,7 @@ fn counters(stack: &Stack) -> anyhow::Result<Counters> {
     };
     Ok(Counters {
         calls,
-        role_reconciles: of_roles("reconciles_total"),
+        role_reconciles: of_roles("infra_operator_reconciles_total"),
         role_reconcile_seconds: of_roles("reconcile_duration_seconds_sum"),
     })
 }

@@ -31,9 +31,10 @@ use hyper::client::conn::{http1, http2};
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use infra_operator::admission::{self, WebhookConfig};
+use infra_operator::admission::{self, AdmissionMetrics, Limits, WebhookConfig};
 use infra_operator::certs::write_certs;
 use infra_operator::guardrails::{Config, Engine, Kind};
+use infra_operator::serve::{Readiness, Shutdown};
 use infra_operator::validate::parse_documents;
 use rustls::ClientConfig;
 use rustls::client::Resumption;
@@ -43,7 +44,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc};
 use tokio_rustls::TlsConnector;
 
 /// Name of the webhook's runtime threads (CPU time is split between server and loader by name).
@@ -138,7 +139,7 @@ fn runtime(name: &str, threads: usize) -> anyhow::Result<Runtime> {
 /// The webhook serving on its own runtime until [`Server::stop`].
 struct Server {
     addr: SocketAddr,
-    stop: oneshot::Sender<()>,
+    stop: Shutdown,
     task: tokio::task::JoinHandle<Result<(), admission::WebhookError>>,
 }
 
@@ -148,21 +149,20 @@ impl Server {
         let config = WebhookConfig {
             cert_dir: cert_dir.to_path_buf(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            limits: Limits::default(),
         };
+        let metrics = AdmissionMetrics::unregistered();
         let bound = rt
-            .block_on(admission::bind(&config, engine))
+            .block_on(admission::bind(&config, engine, metrics))
             .context("webhook binds")?;
         let addr = bound.https_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = rt.spawn(bound.serve(async move {
-            let _sender_gone_also_stops = stopped.await;
-        }));
+        let stop = Shutdown::new();
+        let task = rt.spawn(bound.serve(Readiness::default(), stop.clone()));
         Ok(Server { addr, stop, task })
     }
 
     fn stop(self, rt: &Runtime) -> anyhow::Result<()> {
-        let _already_stopped = self.stop.send(());
+        self.stop.cancel();
         let patience = admission::server::DRAIN_TIMEOUT + Duration::from_secs(5);
         let waited = rt.block_on(async { tokio::time::timeout(patience, self.task).await });
         waited

@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 
+use crate::admission::limits::DEFAULT_MAX_CONNECTIONS;
 use crate::guardrails::duration::parse_go_duration;
 use crate::validate::Format;
 
@@ -70,6 +72,32 @@ pub struct WebhookArgs {
     /// Guardrails file; the built-in defaults of `policies/guardrails.yaml` when not given.
     #[arg(long, env = "INFRA_OPERATOR_GUARDRAILS")]
     pub guardrails: Option<PathBuf>,
+    /// Webhook connections served at once; further clients wait.
+    #[arg(
+        long,
+        env = "INFRA_OPERATOR_MAX_CONNECTIONS",
+        default_value_t = DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize)
+    )]
+    pub max_connections: usize,
+    /// Longest time a review's checks may take before the review is refused (Go duration); keep it
+    /// below the webhook configurations' `timeoutSeconds`.
+    #[arg(
+        long,
+        env = "INFRA_OPERATOR_REVIEW_DEADLINE",
+        default_value = "3s",
+        value_parser = review_deadline
+    )]
+    pub review_deadline: Duration,
+}
+
+/// A review deadline: a Go duration from 100ms to 29s (the API server waits at most 30 s).
+fn review_deadline(text: &str) -> Result<Duration, String> {
+    let duration = parse_go_duration(text).map_err(|e| e.to_string())?;
+    if !(Duration::from_millis(100)..Duration::from_secs(30)).contains(&duration) {
+        return Err("the review deadline must be from 100ms to 29s".to_owned());
+    }
+    Ok(duration)
 }
 
 /// Flags of `run`: the webhook's and the reconciler's.
@@ -176,6 +204,8 @@ pub struct CertsArgs {
 mod tests {
     use super::*;
 
+    use crate::admission::limits::DEFAULT_REVIEW_DEADLINE;
+
     #[test]
     fn command_line_is_well_formed() {
         use clap::CommandFactory;
@@ -227,6 +257,34 @@ mod tests {
         assert_eq!(args.controller.lease_duration, Duration::from_secs(90));
         assert_eq!(args.controller.concurrency, 2);
         assert_eq!(args.controller.lease_name, "infra-operator-leader");
+        assert_eq!(args.webhook.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(args.webhook.review_deadline, DEFAULT_REVIEW_DEADLINE);
+    }
+
+    #[test]
+    fn webhook_limits_are_flags() {
+        let cli = Cli::try_parse_from([
+            "infra-operator",
+            "webhook",
+            "--max-connections",
+            "64",
+            "--review-deadline",
+            "1500ms",
+        ])
+        .unwrap();
+        let Some(Command::Webhook(args)) = cli.command else {
+            panic!("webhook expected")
+        };
+        assert_eq!(args.max_connections, 64);
+        assert_eq!(args.review_deadline, Duration::from_millis(1500));
+        for (flag, value) in [
+            ("--max-connections", "0"),
+            ("--review-deadline", "30s"),
+            ("--review-deadline", "10ms"),
+        ] {
+            let parsed = Cli::try_parse_from(["infra-operator", "webhook", flag, value]);
+            assert!(parsed.is_err(), "{flag} {value} accepted");
+        }
     }
 
     #[test]

@@ -9,5 +9,6 @@ pub mod cli;
 pub mod controller;
 pub mod guardrails;
 pub mod iam;
+pub mod serve;
 pub mod telemetry;
 pub mod validate;

@@ -2,14 +2,14 @@
 
 use std::fs;
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use infra_operator::admission::admin::{self, Readiness};
-use infra_operator::admission::{self, Metrics, WebhookConfig};
+use infra_operator::admission::{self, AdmissionMetrics, Limits, WebhookConfig};
 use infra_operator::aws::web_identity_token_file_from_env;
 use infra_operator::cli::{
     CertsArgs, Cli, Command, ControllerArgs, ControllerOnlyArgs, RunArgs, ValidateArgs, WebhookArgs,
@@ -18,8 +18,8 @@ use infra_operator::controller::leader::LeaseSettings;
 use infra_operator::controller::metrics::ControllerMetrics;
 use infra_operator::controller::runner::{self, ControllerSettings};
 use infra_operator::guardrails::{Config, Engine};
+use infra_operator::serve::{self, AdminServer, Metrics, Readiness, Shutdown};
 use infra_operator::{api, certs, telemetry, validate};
-use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -79,50 +79,87 @@ fn webhook_config(args: &WebhookArgs) -> WebhookConfig {
     WebhookConfig {
         cert_dir: args.cert_dir.clone(),
         bind: args.bind,
-        admin_bind: args.admin_bind,
+        limits: Limits {
+            max_connections: args.max_connections,
+            review_deadline: args.review_deadline,
+            ..Limits::default()
+        },
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Runtime::new().context("cannot start the async runtime")
+/// Runs `work` on a multi-threaded runtime while the admin server answers on its own thread; both
+/// stop on the one shutdown token, cancelled on SIGTERM or SIGINT (or once `work` returns).
+fn serve_process<F, Fut>(
+    admin_bind: SocketAddr,
+    metrics: Metrics,
+    readiness: Readiness,
+    work: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(Shutdown) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let shutdown = Shutdown::new();
+    let admin =
+        AdminServer::bind(admin_bind)?.spawn(Arc::new(metrics), readiness, shutdown.clone())?;
+    runtime.block_on(async move {
+        serve::cancel_on_signal(shutdown.clone()).await;
+        let outcome = work(shutdown.clone()).await;
+        shutdown.cancel();
+        admin.stopped().await;
+        outcome
+    })
 }
 
 fn run_webhook(args: &WebhookArgs) -> anyhow::Result<()> {
     let engine = Arc::new(load_engine(args.guardrails.as_deref())?);
     let config = webhook_config(args);
-    runtime()?.block_on(async move {
-        let bound = admission::bind(&config, engine).await?;
-        bound.serve(admission::shutdown_signal()).await?;
-        anyhow::Ok(())
+    let mut metrics = Metrics::new();
+    let admission_metrics = AdmissionMetrics::register(metrics.registry_mut());
+    let readiness = Readiness::default();
+    let ready = readiness.clone();
+    serve_process(args.admin_bind, metrics, readiness, |shutdown| async move {
+        let webhook = admission::bind(&config, engine, admission_metrics).await?;
+        webhook.serve(ready, shutdown).await?;
+        Ok(())
     })
 }
 
-/// The webhook and the reconciler in one process, sharing the metrics registry and one shutdown
-/// signal.
+/// The webhook and the reconciler in one process, sharing the metrics registry and the shutdown
+/// token.
 fn run_all(args: &RunArgs) -> anyhow::Result<()> {
     let engine = Arc::new(load_engine(args.webhook.guardrails.as_deref())?);
     let config = webhook_config(&args.webhook);
     let settings = controller_settings(&args.controller);
     let mut metrics = Metrics::new();
+    let admission_metrics = AdmissionMetrics::register(metrics.registry_mut());
     let controller_metrics = ControllerMetrics::register(metrics.registry_mut());
-    runtime()?.block_on(async move {
-        let client = kube::Client::try_default()
-            .await
-            .context("cannot configure the Kubernetes client")?;
-        let bound = admission::bind_with_metrics(&config, engine, Arc::new(metrics)).await?;
-        let shutdown = shutdown_channel();
-        let reconciler = tokio::spawn(runner::run(
-            client,
-            settings,
-            controller_metrics,
-            shutdown.clone(),
-        ));
-        bound.serve(stopped(shutdown)).await?;
-        reconciler
-            .await
-            .context("the reconciler ended abnormally")?;
-        anyhow::Ok(())
-    })
+    let readiness = Readiness::default();
+    let ready = readiness.clone();
+    serve_process(
+        args.webhook.admin_bind,
+        metrics,
+        readiness,
+        |shutdown| async move {
+            let client = kube::Client::try_default()
+                .await
+                .context("cannot configure the Kubernetes client")?;
+            let webhook = admission::bind(&config, engine, admission_metrics).await?;
+            let reconciler = tokio::spawn(runner::run(
+                client,
+                settings,
+                controller_metrics,
+                shutdown.clone(),
+            ));
+            let served = webhook.serve(ready, shutdown.clone()).await;
+            shutdown.cancel();
+            reconciler
+                .await
+                .context("the reconciler ended abnormally")?;
+            Ok(served?)
+        },
+    )
 }
 
 /// The reconciler alone, with the admin endpoints.
@@ -130,46 +167,15 @@ fn run_controller(args: &ControllerOnlyArgs) -> anyhow::Result<()> {
     let settings = controller_settings(&args.controller);
     let mut metrics = Metrics::new();
     let controller_metrics = ControllerMetrics::register(metrics.registry_mut());
-    let admin_bind = args.admin_bind;
-    runtime()?.block_on(async move {
+    let readiness = Readiness::default();
+    readiness.set(true);
+    serve_process(args.admin_bind, metrics, readiness, |shutdown| async move {
         let client = kube::Client::try_default()
             .await
             .context("cannot configure the Kubernetes client")?;
-        let listener = tokio::net::TcpListener::bind(admin_bind)
-            .await
-            .with_context(|| format!("cannot listen on {admin_bind}"))?;
-        let readiness = Readiness::default();
-        readiness.set(true);
-        let shutdown = shutdown_channel();
-        let admin = axum::serve(listener, admin::router(Arc::new(metrics), readiness))
-            .with_graceful_shutdown(stopped(shutdown.clone()));
-        let reconciler = tokio::spawn(runner::run(
-            client,
-            settings,
-            controller_metrics,
-            shutdown.clone(),
-        ));
-        admin.await.context("admin server")?;
-        reconciler
-            .await
-            .context("the reconciler ended abnormally")?;
-        anyhow::Ok(())
+        runner::run(client, settings, controller_metrics, shutdown).await;
+        Ok(())
     })
-}
-
-/// A flag that turns true on SIGTERM or SIGINT.
-fn shutdown_channel() -> watch::Receiver<bool> {
-    let (sender, receiver) = watch::channel(false);
-    tokio::spawn(async move {
-        admission::shutdown_signal().await;
-        sender.send_replace(true);
-    });
-    receiver
-}
-
-/// Completes once `shutdown` turns true.
-async fn stopped(mut shutdown: watch::Receiver<bool>) {
-    let _closed_or_set = shutdown.wait_for(|stop| *stop).await;
 }
 
 fn controller_settings(args: &ControllerArgs) -> ControllerSettings {

@@ -1,14 +1,24 @@
 //! `infra-operator validate`: the guardrail engine run offline over manifest files (multi-document YAML
 //! or JSON), for CI pipelines and GitOps repositories. Reads files; writes the report to a writer.
+//!
+//! Whatever it is pointed at, it never hangs: directories reached through a symbolic link are
+//! skipped (and listed), anything that is not a regular file (FIFO, device, socket) is refused
+//! before it is opened, files over [`MAX_FILE_BYTES`] are refused, and YAML nested deeper than
+//! [`MAX_NESTING`] levels is refused before it is parsed.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::guardrails::{Engine, Finding, Kind, Severity};
+
+/// Largest manifest file read.
+pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+/// Deepest nesting of flow collections (`[`, `{`) in a manifest.
+pub const MAX_NESTING: usize = 64;
 
 /// How the report is written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -55,6 +65,9 @@ pub struct Report {
     pub objects: Vec<ObjectReport>,
     /// Documents of other kinds, not checked.
     pub skipped: Vec<Skipped>,
+    /// Directories reached through a symbolic link, not searched.
+    #[serde(default)]
+    pub skipped_links: Vec<String>,
     /// Files that could not be read or parsed.
     pub errors: Vec<String>,
 }
@@ -115,6 +128,12 @@ impl Report {
                 s.file, s.api_version, s.kind, s.name
             )?;
         }
+        for link in &self.skipped_links {
+            writeln!(
+                out,
+                "{link}: skipped (a symbolic link to a directory is not followed)"
+            )?;
+        }
         for e in &self.errors {
             writeln!(out, "{e}")?;
         }
@@ -150,18 +169,50 @@ impl Report {
 /// Checks every manifest under `paths` (files, or directories searched for `*.yaml`, `*.yml`, `*.json`).
 pub fn validate_paths(engine: &Engine, paths: &[PathBuf]) -> Report {
     let mut report = Report::default();
-    for file in collect_files(paths, &mut report.errors) {
+    for file in collect_files(paths, &mut report) {
         let shown = file.display().to_string();
-        match fs::read_to_string(&file) {
+        match read_manifest(&file) {
             Ok(text) => check_text(engine, &shown, &text, &mut report),
-            Err(e) => report.errors.push(format!("{shown}: cannot read: {e}")),
+            Err(e) => report.errors.push(format!("{shown}: {e}")),
         }
     }
     report
 }
 
+/// Reads a manifest: a regular file of at most [`MAX_FILE_BYTES`], as UTF-8.
+fn read_manifest(path: &Path) -> Result<String, String> {
+    let metadata = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !metadata.is_file() {
+        return Err("not a regular file (a FIFO, device or socket is never read)".to_owned());
+    }
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "larger than {} MiB; refused",
+            MAX_FILE_BYTES / 1024 / 1024
+        ));
+    }
+    let file = fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "larger than {} MiB; refused",
+            MAX_FILE_BYTES / 1024 / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
+}
+
 /// Checks the documents of one manifest file's text, adding to `report`.
 pub fn check_text(engine: &Engine, file: &str, text: &str, report: &mut Report) {
+    if let Err(line) = check_nesting(text) {
+        report.errors.push(format!(
+            "{file}: line {line}: nested deeper than {MAX_NESTING} levels; refused"
+        ));
+        return;
+    }
     let documents = match parse_documents(text) {
         Ok(documents) => documents,
         Err(e) => {
@@ -207,33 +258,103 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, serde_norway::Error> {
         .collect()
 }
 
-fn collect_files(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<PathBuf> {
+/// Where flow collections nest deeper than [`MAX_NESTING`]: the line number. A cheap scan ahead of
+/// the YAML parser, whose time grows fast with nesting depth. Brackets inside quoted scalars and
+/// comments do not count.
+fn check_nesting(text: &str) -> Result<(), usize> {
+    let mut depth = 0usize;
+    let mut line = 1;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut comment = false;
+    // The last character that was not a space or tab on this line, if any.
+    let mut previous: Option<char> = None;
+    for c in text.chars() {
+        if c == '\n' {
+            line += 1;
+            comment = false;
+            previous = None;
+            continue;
+        }
+        if comment {
+            continue;
+        }
+        if let Some(open) = quote {
+            if escaped {
+                escaped = false;
+            } else if open == '"' && c == '\\' {
+                escaped = true;
+            } else if c == open {
+                quote = None;
+            }
+            previous = Some(c);
+            continue;
+        }
+        match c {
+            '#' if matches!(previous, None | Some(' ')) => comment = true,
+            '\'' | '"' if starts_scalar(previous) => quote = Some(c),
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(line);
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if c != ' ' && c != '\t' {
+            previous = Some(c);
+        } else if previous.is_some() {
+            previous = Some(' ');
+        }
+    }
+    Ok(())
+}
+
+/// Whether a quote after `previous` opens a quoted scalar rather than being part of a plain one.
+fn starts_scalar(previous: Option<char>) -> bool {
+    matches!(
+        previous,
+        None | Some(' ' | ':' | '-' | '[' | '{' | ',' | '?')
+    )
+}
+
+fn collect_files(paths: &[PathBuf], report: &mut Report) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            walk(path, &mut files, errors);
-        } else if path.exists() {
+            walk(path, &mut files, report);
+        } else if path.exists() || fs::symlink_metadata(path).is_ok() {
             files.push(path.clone());
         } else {
-            errors.push(format!("{}: no such file or directory", path.display()));
+            report
+                .errors
+                .push(format!("{}: no such file or directory", path.display()));
         }
     }
     files
 }
 
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, report: &mut Report) {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            errors.push(format!("{}: cannot read directory: {e}", dir.display()));
+            report
+                .errors
+                .push(format!("{}: cannot read directory: {e}", dir.display()));
             return;
         }
     };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for path in paths {
+        let link = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
         if path.is_dir() {
-            walk(&path, files, errors);
+            if link {
+                report.skipped_links.push(path.display().to_string());
+            } else {
+                walk(&path, files, report);
+            }
         } else if path
             .extension()
             .and_then(|e| e.to_str())
@@ -271,6 +392,97 @@ mod tests {
         assert_eq!(report.errors.len(), 1);
         assert!(report.errors[0].starts_with("bad.yaml: not valid YAML"));
         assert_eq!(report.exit_code(), 2);
+    }
+
+    #[test]
+    fn symlinked_directories_are_skipped_and_listed() {
+        let root = tempfile::tempdir().unwrap();
+        let inside = root.path().join("inside");
+        fs::create_dir(&inside).unwrap();
+        fs::write(inside.join("s.yaml"), "apiVersion: v1\nkind: Secret\n").unwrap();
+        // A link back up would make the walk endless if it were followed.
+        std::os::unix::fs::symlink(root.path(), inside.join("loop")).unwrap();
+        let report = validate_paths(&engine(), &[root.path().to_path_buf()]);
+        assert_eq!(report.skipped.len(), 1);
+        assert_eq!(
+            report.skipped_links,
+            vec![inside.join("loop").display().to_string()]
+        );
+        assert_eq!(report.exit_code(), 0);
+        let mut out = Vec::new();
+        report.write(Format::Text, &mut out).unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("loop: skipped (a symbolic link")
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_regular_file_is_refused_without_being_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.yaml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let socket = dir.path().join("socket.yaml");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        for path in [fifo, socket, PathBuf::from("/dev/zero")] {
+            let report = validate_paths(&engine(), std::slice::from_ref(&path));
+            assert_eq!(report.exit_code(), 2, "{path:?}");
+            assert!(
+                report.errors[0]
+                    .ends_with("not a regular file (a FIFO, device or socket is never read)"),
+                "{:?}",
+                report.errors
+            );
+        }
+    }
+
+    #[test]
+    fn large_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let large = dir.path().join("large.yaml");
+        let file = fs::File::create(&large).unwrap();
+        file.set_len(MAX_FILE_BYTES + 1).unwrap();
+        let report = validate_paths(&engine(), &[large]);
+        assert_eq!(report.exit_code(), 2);
+        assert!(
+            report.errors[0].ends_with("larger than 8 MiB; refused"),
+            "{:?}",
+            report.errors
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_quickly_and_ordinary_brackets_are_not() {
+        let deep = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let mut report = Report::default();
+        check_text(&engine(), "deep.yaml", &deep, &mut report);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(
+            report.errors,
+            vec![format!(
+                "deep.yaml: line 1: nested deeper than {MAX_NESTING} levels; refused"
+            )]
+        );
+        let block = format!("a: {}\n", "- ".repeat(100_000));
+        let mut report = Report::default();
+        check_text(&engine(), "dashes.yaml", &block, &mut report);
+        assert_eq!(report.exit_code(), 2);
+
+        let fine = "a: \"[[[[\"  # [[[[\nb: '{{{{'\nc: |\n  {\"Statement\": [{\"Action\": [\"s3:*\"]}]}\nd: [[1, [2]], {e: f}]\n";
+        let within = format!("{}{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+        assert_eq!(check_nesting(fine), Ok(()));
+        assert_eq!(check_nesting(&within), Ok(()));
+        assert_eq!(check_nesting(&format!("x: [{within}]")), Err(1));
+        assert_eq!(
+            check_nesting(&format!("a: 1\n# {within}[\nb: \"{within}[\"")),
+            Ok(())
+        );
     }
 
     #[test]

@@ -4,23 +4,26 @@
 
 mod support;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use hyper::{Request, StatusCode};
-use infra_operator::admission::{Metrics, WebhookState, router};
+use infra_operator::admission::{AdmissionMetrics, Limits, WebhookState, router};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use support::{engine, review};
+use support::{engine, review, strict_review};
 use tower::ServiceExt;
 
 const CASES: u32 = 300;
 
 fn app() -> Router {
     static APP: OnceLock<Router> = OnceLock::new();
-    APP.get_or_init(|| router(WebhookState::new(engine(), Arc::new(Metrics::new()))))
-        .clone()
+    APP.get_or_init(|| {
+        let metrics = AdmissionMetrics::unregistered();
+        router(WebhookState::new(engine(), metrics, &Limits::default()))
+    })
+    .clone()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -155,17 +158,9 @@ fn check_answer(
     if status != StatusCode::OK {
         return Ok(None);
     }
-    let answer: Value =
-        serde_json::from_slice(body).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    prop_assert_eq!(&answer["response"]["uid"], "fuzz-uid");
-    let Some(patch) = answer["response"].get("patch") else {
-        return Ok(None);
-    };
-    let bytes: Vec<u8> =
-        serde_json::from_value(patch.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| TestCaseError::fail(e.to_string()))
+    let (answer, patch) = strict_review(body).map_err(TestCaseError::fail)?;
+    prop_assert_eq!(answer.response.uid.as_str(), "fuzz-uid");
+    Ok(patch)
 }
 
 proptest! {

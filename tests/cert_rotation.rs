@@ -16,8 +16,9 @@ use support::{
     Served, client_config, eventually, hosts, http_get, peer_certificate, sample, serve, serve_with,
 };
 
-const FAILED_RELOADS: &str = r#"webhook_certificate_reloads_total{result="failure"}"#;
-const RELOADS: &str = r#"webhook_certificate_reloads_total{result="success"}"#;
+const FAILED_RELOADS: &str =
+    r#"infra_operator_webhook_certificate_reloads_total{result="failure"}"#;
+const RELOADS: &str = r#"infra_operator_webhook_certificate_reloads_total{result="success"}"#;
 
 fn leaf(cert_file: &Path) -> Vec<u8> {
     CertificateDer::from_pem_file(cert_file).unwrap().to_vec()

@@ -458,6 +458,7 @@ fn deploy_manifests_pass_server_dry_run(stack: &Stack) {
         "mutatingwebhookconfiguration.admissionregistration.k8s.io/infra-operator-mutating",
         "certificate.cert-manager.io/infra-operator-serving-cert",
         "configmap/infra-operator-guardrails",
+        "networkpolicy.networking.k8s.io/infra-operator-ingress",
     ] {
         assert!(output.contains(object), "{object} not applied:\n{output}");
     }

@@ -134,14 +134,14 @@ fn metric_sum(text: &str, metric: &str, select: impl Fn(&BTreeMap<String, String
 
 /// IAM write calls made by an operator, from its `/metrics`.
 fn iam_writes(metrics: &str) -> f64 {
-    metric_sum(metrics, "aws_api_calls_total", |labels| {
+    metric_sum(metrics, "infra_operator_aws_api_calls_total", |labels| {
         labels.get("operation").is_some_and(|op| is_write(op))
     })
 }
 
 /// IAMRole reconciles run by an operator, from its `/metrics`.
 fn role_reconciles(metrics: &str) -> f64 {
-    metric_sum(metrics, "reconciles_total", |labels| {
+    metric_sum(metrics, "infra_operator_reconciles_total", |labels| {
         labels.get("kind").map(String::as_str) == Some("IAMRole")
     })
 }
@@ -534,7 +534,7 @@ fn seed_examples_converge(world: &World) {
     // A role the operator never saw is created without reading IAM first.
     let metrics = world.metrics();
     let calls = |operation: &str| {
-        metric_sum(&metrics, "aws_api_calls_total", |labels| {
+        metric_sum(&metrics, "infra_operator_aws_api_calls_total", |labels| {
             labels.get("operation").map(String::as_str) == Some(operation)
         })
     };
@@ -546,10 +546,14 @@ fn seed_examples_converge(world: &World) {
     );
     // Adding the finalizer leaves the spec as it was: the API server does not call the webhooks.
     let reviewed = |operation: &str| {
-        metric_sum(&metrics, "admission_requests_total", |labels| {
-            labels.get("kind").map(String::as_str) == Some("IAMRole")
-                && labels.get("operation").map(String::as_str) == Some(operation)
-        })
+        metric_sum(
+            &metrics,
+            "infra_operator_admission_requests_total",
+            |labels| {
+                labels.get("kind").map(String::as_str) == Some("IAMRole")
+                    && labels.get("operation").map(String::as_str) == Some(operation)
+            },
+        )
     };
     assert!(
         reviewed("CREATE") >= 2.0 * names.len() as f64,
@@ -1128,7 +1132,7 @@ fn start_second_operator(world: &World, identity: &str, webhook: bool) -> Second
 
 /// IAM calls (any operation) counted in an operator's metrics.
 fn iam_calls(metrics: &str) -> f64 {
-    metric_sum(metrics, "aws_api_calls_total", |_| true)
+    metric_sum(metrics, "infra_operator_aws_api_calls_total", |_| true)
 }
 
 fn lease_holder(world: &World) -> Result<String, String> {

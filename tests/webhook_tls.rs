@@ -4,13 +4,14 @@
 mod support;
 
 use hyper::StatusCode;
-use infra_operator::admission::{self, WebhookConfig, WebhookError};
+use infra_operator::admission::{self, AdmissionMetrics, Limits, WebhookConfig, WebhookError};
 use infra_operator::api::FINALIZER;
 use infra_operator::certs::write_certs;
+use infra_operator::serve::{self, Readiness, Shutdown};
 use serde_json::{Value, json};
 use support::{
     PATIENCE, client_config, ec2_role_spec, engine, eventually, hosts, http_get, https_post,
-    iamrole, review, sample, serve,
+    iamrole, review, sample, serve, strict_review,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -77,12 +78,10 @@ async fn reviews_are_answered_over_https() {
     let reply = https_post(served.https, served.client(), "/mutate", body(&unpatched))
         .await
         .unwrap();
-    let answer = reply.json();
-    assert_eq!(answer["response"]["patchType"], "JSONPatch");
-    let patch: Vec<u8> = serde_json::from_value(answer["response"]["patch"].clone()).unwrap();
-    let patch: Value = serde_json::from_slice(&patch).unwrap();
+    let (answer, patch) = strict_review(&reply.body).unwrap();
+    assert_eq!(answer.response.patch_type.as_deref(), Some("JSONPatch"));
     assert_eq!(
-        patch,
+        serde_json::to_value(patch.unwrap()).unwrap(),
         json!([
             {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
             {"op": "add", "path": "/spec/path", "value": "/"},
@@ -211,8 +210,8 @@ async fn admin_endpoints_report_health_readiness_and_moving_metrics() {
     .await;
     assert!(ready.is_some(), "/readyz never answered 200");
 
-    let allowed = r#"admission_requests_total{kind="IAMRole",operation="DELETE",result="allowed"}"#;
-    let errors = r#"admission_requests_total{kind="unknown",operation="unknown",result="error"}"#;
+    let allowed = r#"infra_operator_admission_requests_total{kind="IAMRole",operation="DELETE",result="allowed"}"#;
+    let errors = r#"infra_operator_admission_requests_total{kind="unknown",operation="unknown",result="error"}"#;
     let (_, before) = http_get(served.admin, "/metrics").await.unwrap();
     let count = |text: &str, series: &str| sample(text, series).unwrap_or(0.0);
 
@@ -245,7 +244,8 @@ async fn admin_endpoints_report_health_readiness_and_moving_metrics() {
         1.0,
         "{after}"
     );
-    let durations = r#"admission_request_duration_seconds_count{endpoint="validate"}"#;
+    let durations =
+        r#"infra_operator_admission_request_duration_seconds_count{endpoint="validate"}"#;
     assert_eq!(
         count(&after, durations) - count(&before, durations),
         2.0,
@@ -274,16 +274,18 @@ async fn sigterm_shuts_the_webhook_down() {
     let config = WebhookConfig {
         cert_dir: dir.path().to_path_buf(),
         bind: "127.0.0.1:0".parse().unwrap(),
-        admin_bind: "127.0.0.1:0".parse().unwrap(),
+        limits: Limits::default(),
     };
-    let bound = admission::bind(&config, engine()).await.unwrap();
-    let admin = bound.admin_addr();
-    let mut signal = Box::pin(admission::shutdown_signal());
-    // The first poll installs the handlers, so the signal below cannot kill the test process.
-    assert!(futures::poll!(signal.as_mut()).is_pending());
-    let serving = tokio::spawn(bound.serve(signal));
+    let bound = admission::bind(&config, engine(), AdmissionMetrics::unregistered())
+        .await
+        .unwrap();
+    let https = bound.https_addr();
+    let shutdown = Shutdown::new();
+    // Installs the handlers before returning, so the signal below cannot kill the test process.
+    serve::cancel_on_signal(shutdown.clone()).await;
+    let serving = tokio::spawn(bound.serve(Readiness::default(), shutdown.clone()));
     assert!(
-        eventually(|| async { http_get(admin, "/healthz").await.ok() })
+        eventually(|| async { TcpStream::connect(https).await.ok() })
             .await
             .is_some()
     );
@@ -295,6 +297,7 @@ async fn sigterm_shuts_the_webhook_down() {
     assert!(killed.success());
     let stopped = tokio::time::timeout(PATIENCE, serving).await;
     assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+    assert!(shutdown.is_cancelled());
 }
 
 #[tokio::test]
@@ -303,25 +306,29 @@ async fn start_up_errors_name_the_problem() {
     let config = WebhookConfig {
         cert_dir: empty.path().to_path_buf(),
         bind: "127.0.0.1:0".parse().unwrap(),
-        admin_bind: "127.0.0.1:0".parse().unwrap(),
+        limits: Limits::default(),
     };
-    let err = admission::bind(&config, engine()).await.unwrap_err();
+    let metrics = AdmissionMetrics::unregistered;
+    let err = admission::bind(&config, engine(), metrics())
+        .await
+        .unwrap_err();
     assert!(matches!(err, WebhookError::Cert(_)), "{err}");
     assert!(err.to_string().contains("tls.crt"), "{err}");
 
     write_certs(empty.path(), &hosts()).unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let config = WebhookConfig {
-        admin_bind: taken.local_addr().unwrap(),
+        bind: taken.local_addr().unwrap(),
         ..config
     };
-    let err = admission::bind(&config, engine()).await.unwrap_err();
+    let err = admission::bind(&config, engine(), metrics())
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, WebhookError::Bind { addr, .. } if addr == config.admin_bind),
+        matches!(err, WebhookError::Bind { addr, .. } if addr == config.bind),
         "{err}"
     );
-    assert!(
-        err.to_string().contains(&config.admin_bind.to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&config.bind.to_string()), "{err}");
+    let err = serve::AdminServer::bind(config.bind).unwrap_err();
+    assert!(err.to_string().contains(&config.bind.to_string()), "{err}");
 }

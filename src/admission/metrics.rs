@@ -1,64 +1,16 @@
-//! Prometheus metrics of the process: the registry served on the admin port's `/metrics`, and the
-//! admission webhook's own counters and histogram. In memory only; the admin server does the I/O.
-
-use std::fmt;
+//! The admission webhook's metric families: reviews by kind, operation and result, their duration,
+//! DENY findings by rule, certificate reloads and open connections. Registered into the process's
+//! registry ([`crate::serve::Metrics`]); in memory only.
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::review::Endpoint;
 use crate::guardrails::RuleId;
-
-/// Content type of [`Metrics::encode`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The process's metric registry, with the admission metrics already registered. Other components
-/// (the reconciler) register theirs through [`Metrics::registry_mut`] before it is shared.
-#[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
-    admission: AdmissionMetrics,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Metrics {
-    /// A registry holding the admission metrics.
-    pub fn new() -> Self {
-        let mut registry = Registry::default();
-        let admission = AdmissionMetrics::new();
-        admission.register(&mut registry);
-        Metrics {
-            registry,
-            admission,
-        }
-    }
-
-    /// The registry, to register more metrics into.
-    pub fn registry_mut(&mut self) -> &mut Registry {
-        &mut self.registry
-    }
-
-    /// The admission webhook's metrics.
-    pub fn admission(&self) -> &AdmissionMetrics {
-        &self.admission
-    }
-
-    /// Every registered metric in the OpenMetrics text format ([`CONTENT_TYPE`]).
-    pub fn encode(&self) -> Result<String, fmt::Error> {
-        let mut out = String::new();
-        encode(&mut out, &self.registry)?;
-        Ok(out)
-    }
-}
 
 /// How a review ended, as the `result` label says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +19,9 @@ pub enum ReviewResult {
     Allowed,
     /// Refused by a DENY finding.
     Denied,
-    /// Not an AdmissionReview, too large, or otherwise unanswerable.
+    /// Refused because the checks did not finish before the review deadline.
+    Overdue,
+    /// Not an AdmissionReview, too large, too slow to arrive, or otherwise unanswerable.
     Error,
 }
 
@@ -76,6 +30,7 @@ impl ReviewResult {
         match self {
             ReviewResult::Allowed => "allowed",
             ReviewResult::Denied => "denied",
+            ReviewResult::Overdue => "overdue",
             ReviewResult::Error => "error",
         }
     }
@@ -125,27 +80,38 @@ pub struct Observation<'a> {
 }
 
 /// `admission_requests_total{kind,operation,result}`,
-/// `admission_request_duration_seconds{endpoint}`, `admission_denials_total{rule}` and
-/// `webhook_certificate_reloads_total{result}` (`success` or `failure`).
+/// `admission_request_duration_seconds{endpoint}`, `admission_denials_total{rule}`,
+/// `webhook_certificate_reloads_total{result}` (`success` or `failure`) and
+/// `webhook_open_connections` (each with the registry's `infra_operator_` prefix).
 #[derive(Clone, Debug)]
 pub struct AdmissionMetrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<EndpointLabels, Histogram, fn() -> Histogram>,
     denials: Family<RuleLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    connections: Gauge,
 }
 
 impl AdmissionMetrics {
-    fn new() -> Self {
-        AdmissionMetrics {
+    /// Creates the metrics and registers them into `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = AdmissionMetrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
             denials: Family::default(),
             reloads: Family::default(),
-        }
+            connections: Gauge::default(),
+        };
+        metrics.register_into(registry);
+        metrics
     }
 
-    fn register(&self, registry: &mut Registry) {
+    /// Metrics registered nowhere (for tests and tools that do not serve `/metrics`).
+    pub fn unregistered() -> Self {
+        Self::register(&mut Registry::default())
+    }
+
+    fn register_into(&self, registry: &mut Registry) {
         registry.register(
             "admission_requests",
             "Admission reviews answered, by kind, operation and result",
@@ -166,6 +132,17 @@ impl AdmissionMetrics {
             "Attempts to load a changed serving certificate, by result",
             self.reloads.clone(),
         );
+        registry.register(
+            "webhook_open_connections",
+            "Connections to the HTTPS webhook open now",
+            self.connections.clone(),
+        );
+    }
+
+    /// Counts one more open webhook connection until the returned guard is dropped.
+    pub fn connection_opened(&self) -> ConnectionGuard {
+        self.connections.inc();
+        ConnectionGuard(self.connections.clone())
     }
 
     /// Records an attempt to load a changed certificate pair.
@@ -198,6 +175,16 @@ impl AdmissionMetrics {
     }
 }
 
+/// Keeps a connection counted in `webhook_open_connections` while it lives.
+#[derive(Debug)]
+pub struct ConnectionGuard(Gauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Buckets from 0.5 ms to about 4 s.
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 14))
@@ -212,11 +199,18 @@ mod tests {
             .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
     }
 
+    fn encode(registry: &Registry) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+        out
+    }
+
     #[test]
     fn observations_show_up_in_the_exposition() {
-        let metrics = Metrics::new();
+        let mut registry = Registry::default();
+        let metrics = AdmissionMetrics::register(&mut registry);
         let denied = [RuleId::RoleName, RuleId::RoleName, RuleId::Tags];
-        metrics.admission().observe(&Observation {
+        metrics.observe(&Observation {
             endpoint: Endpoint::Validate,
             kind: "IAMRole",
             operation: "CREATE",
@@ -224,7 +218,7 @@ mod tests {
             denied_rules: &denied,
             seconds: 0.002,
         });
-        let text = metrics.encode().unwrap();
+        let text = encode(&registry);
         let requests =
             r#"admission_requests_total{kind="IAMRole",operation="CREATE",result="denied"}"#;
         assert_eq!(sample_value(&text, requests), Some(1.0), "{text}");
@@ -240,10 +234,10 @@ mod tests {
         assert_eq!(sample_value(&text, count), Some(1.0));
         assert!(text.trim_end().ends_with("# EOF"));
 
-        metrics.admission().observe_reload(false);
-        metrics.admission().observe_reload(true);
-        metrics.admission().observe_reload(true);
-        let text = metrics.encode().unwrap();
+        metrics.observe_reload(false);
+        metrics.observe_reload(true);
+        metrics.observe_reload(true);
+        let text = encode(&registry);
         let reloads = |result: &str| {
             sample_value(
                 &text,
@@ -257,14 +251,19 @@ mod tests {
     }
 
     #[test]
-    fn other_components_can_register_into_the_same_registry() {
-        let mut metrics = Metrics::new();
-        let reconciles: Counter = Counter::default();
-        metrics
-            .registry_mut()
-            .register("reconciles", "Reconciles run", reconciles.clone());
-        reconciles.inc();
-        let text = metrics.encode().unwrap();
-        assert_eq!(sample_value(&text, "reconciles_total"), Some(1.0), "{text}");
+    fn open_connections_are_counted_while_their_guard_lives() {
+        let mut registry = Registry::default();
+        let metrics = AdmissionMetrics::register(&mut registry);
+        let first = metrics.connection_opened();
+        let second = metrics.connection_opened();
+        assert_eq!(
+            sample_value(&encode(&registry), "webhook_open_connections"),
+            Some(2.0)
+        );
+        drop((first, second));
+        assert_eq!(
+            sample_value(&encode(&registry), "webhook_open_connections"),
+            Some(0.0)
+        );
     }
 }

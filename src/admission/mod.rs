@@ -1,84 +1,86 @@
 //! The admission webhook: AdmissionReview in, findings and JSONPatch out, served over HTTPS with
-//! certificate reload, plus the plain-HTTP admin server (health, readiness, metrics).
+//! certificate reload, bounded under hostile input.
 //!
 //! This file holds the webhook's router and handlers (no I/O beyond answering the request); the
-//! pure review logic is in [`review`] and [`mutate`], serving in [`server`], certificates in [`tls`].
+//! pure review logic is in [`review`], [`mutate`] and [`response`], body reception in [`body`], the
+//! off-worker checks in [`checks`], serving in [`server`], certificates in [`tls`].
 
-pub mod admin;
+pub mod body;
+pub mod checks;
+pub mod limits;
 pub mod metrics;
 pub mod mutate;
+pub mod response;
 pub mod review;
 pub mod server;
-mod signal;
 pub mod tls;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json, Response};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, Version, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-pub use self::metrics::Metrics;
+use self::body::{BodyError, BodyMemory, declared_length};
+use self::checks::{CheckError, Checkers};
+pub use self::limits::{Limits, MAX_BODY_BYTES};
+pub use self::metrics::AdmissionMetrics;
 use self::metrics::{Observation, ReviewResult};
 pub use self::mutate::defaults_patch;
-use self::review::Endpoint;
-pub use self::server::{BoundWebhook, WebhookConfig, WebhookError, bind, bind_with_metrics};
-pub use self::signal::shutdown_signal;
+use self::review::{Answer, Endpoint};
+pub use self::server::{BoundWebhook, WebhookConfig, WebhookError, bind};
 use crate::guardrails::Engine;
+use crate::serve::memory::release_free_memory;
 
-/// Largest AdmissionReview body accepted (larger ones get 413). The API server's own limit on an
-/// object is 3 MiB too.
-pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
-
-/// What the webhook handlers share: the guardrail engine and the metrics.
+/// What the webhook handlers share: the guardrail engine, the metrics, the checkers and the body
+/// memory budget.
 #[derive(Clone)]
 pub struct WebhookState {
     engine: Arc<Engine>,
-    metrics: Arc<Metrics>,
+    metrics: AdmissionMetrics,
+    checkers: Checkers,
+    memory: BodyMemory,
+    limits: Arc<Limits>,
 }
 
 impl WebhookState {
     /// State for [`router`].
-    pub fn new(engine: Arc<Engine>, metrics: Arc<Metrics>) -> Self {
-        WebhookState { engine, metrics }
+    pub fn new(engine: Arc<Engine>, metrics: AdmissionMetrics, limits: &Limits) -> Self {
+        WebhookState {
+            engine,
+            metrics,
+            checkers: Checkers::new(limits.concurrent_checks, limits.review_deadline),
+            memory: BodyMemory::new(limits.body_memory),
+            limits: Arc::new(limits.clone()),
+        }
     }
 }
 
 /// The webhook router: `POST /mutate` and `POST /validate`, each taking an `admission.k8s.io/v1`
-/// AdmissionReview. A denial is HTTP 200 with `allowed: false`; a body that is not an AdmissionReview
-/// is HTTP 400 with the reason as plain text; a body over [`MAX_BODY_BYTES`] is HTTP 413.
+/// AdmissionReview. A denial is HTTP 200 with `allowed: false`, and so is a review whose checks
+/// overran the review deadline; a body that is not an AdmissionReview is HTTP 400 with the reason as
+/// plain text; a body over [`MAX_BODY_BYTES`] is HTTP 413, one that arrives too slowly 408, and a
+/// large one when too many large reviews are in progress 503.
 pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route("/mutate", post(mutate))
         .route("/validate", post(validate))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-async fn mutate(
-    State(state): State<WebhookState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle(&state, Endpoint::Mutate, body)
+async fn mutate(State(state): State<WebhookState>, request: Request) -> Response {
+    handle(state, Endpoint::Mutate, request).await
 }
 
-async fn validate(
-    State(state): State<WebhookState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle(&state, Endpoint::Validate, body)
+async fn validate(State(state): State<WebhookState>, request: Request) -> Response {
+    handle(state, Endpoint::Validate, request).await
 }
 
-fn handle(
-    state: &WebhookState,
-    endpoint: Endpoint,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn handle(state: WebhookState, endpoint: Endpoint, request: Request) -> Response {
     let started = Instant::now();
     let mut observation = Observation {
         endpoint,
@@ -88,51 +90,131 @@ fn handle(
         denied_rules: &[],
         seconds: 0.0,
     };
-    let answered = body
-        .map_err(refused_body)
-        .and_then(|body| review::answer(&state.engine, endpoint, &body).map_err(bad_review));
-    let response = match &answered {
-        Ok(answer) => {
-            observation.kind = answer.kind;
-            observation.operation = answer.operation;
-            observation.denied_rules = &answer.denied_rules;
-            observation.result = if answer.allowed {
-                ReviewResult::Allowed
-            } else {
-                ReviewResult::Denied
-            };
-            if !answer.allowed {
-                tracing::info!(
-                    uid = %answer.uid,
-                    kind = answer.kind,
-                    object = %answer.object,
-                    operation = answer.operation,
-                    rules = ?answer.denied_rules.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-                    "admission refused"
-                );
+    let http1 = request.version() < Version::HTTP_2;
+    let declared = declared_length(request.headers());
+    let received = body::receive(
+        request.into_body(),
+        declared,
+        state.limits.body_timeout,
+        &state.memory,
+    )
+    .await;
+    let mut answered = None;
+    let response = match received {
+        Err(error) => refused_body(&error, http1),
+        Ok(received) => match review(&state, endpoint, received).await {
+            Reviewed::Answered(answer, json) => {
+                observation.result = if answer.verdict.allowed() {
+                    ReviewResult::Allowed
+                } else {
+                    log_refusal(&answer);
+                    ReviewResult::Denied
+                };
+                answered = Some(answer);
+                json_response(json)
             }
-            Json(&answer.review).into_response()
-        }
-        Err(refusal) => refusal.clone().into_response(),
+            Reviewed::Overdue(json) => {
+                observation.result = ReviewResult::Overdue;
+                json_response(json)
+            }
+            Reviewed::Refused(status, reason) => (status, reason).into_response(),
+        },
     };
+    if let Some(answer) = &answered {
+        observation.kind = answer.kind;
+        observation.operation = answer.operation;
+        observation.denied_rules = &answer.denied_rules;
+    }
     observation.seconds = started.elapsed().as_secs_f64();
-    state.metrics.admission().observe(&observation);
+    state.metrics.observe(&observation);
     response
 }
 
-fn refused_body(rejection: BytesRejection) -> (StatusCode, String) {
-    let status = rejection.status();
-    let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        format!("request body is larger than {MAX_BODY_BYTES} bytes\n")
-    } else {
-        format!("cannot read the request body: {}\n", rejection.body_text())
-    };
-    (status, reason)
+/// How a received body was answered.
+enum Reviewed {
+    /// An answer, and the AdmissionReview to send (JSON).
+    Answered(Box<Answer>, Vec<u8>),
+    /// The checks overran the deadline; the refusal to send (JSON).
+    Overdue(Vec<u8>),
+    /// Not an AdmissionReview (or the check failed): the status and the reason.
+    Refused(StatusCode, String),
 }
 
-fn bad_review(error: review::ReviewError) -> (StatusCode, String) {
-    tracing::debug!(error = %error, "refused a body that is not an AdmissionReview");
-    (StatusCode::BAD_REQUEST, format!("{error}\n"))
+/// Reviews a received body on a checker, answering a refusal when the deadline passes first.
+async fn review(state: &WebhookState, endpoint: Endpoint, received: body::Received) -> Reviewed {
+    let bytes = received.bytes.clone();
+    let engine = Arc::clone(&state.engine);
+    let large = received.is_large();
+    let checked = state
+        .checkers
+        .run(large, move || {
+            let answered = review::answer(&engine, endpoint, &received.bytes).map(|answer| {
+                let json = answer.verdict.to_json();
+                (answer, json)
+            });
+            drop(received);
+            if large {
+                release_free_memory();
+            }
+            answered
+        })
+        .await;
+    match checked {
+        Ok(Ok((answer, json))) => Reviewed::Answered(Box::new(answer), json),
+        Ok(Err(error)) => {
+            tracing::debug!(error = %error, "refused a body that is not an AdmissionReview");
+            Reviewed::Refused(StatusCode::BAD_REQUEST, format!("{error}\n"))
+        }
+        Err(CheckError::Overdue(deadline)) => match review::request_uid(&bytes) {
+            Some(uid) => {
+                tracing::warn!(%uid, deadline_ms = deadline.as_millis(), "review refused: checks overran the deadline");
+                Reviewed::Overdue(review::overdue(uid, deadline).to_json())
+            }
+            None => Reviewed::Refused(
+                StatusCode::BAD_REQUEST,
+                "body is not an admission.k8s.io AdmissionReview with a request uid\n".to_owned(),
+            ),
+        },
+        Err(error @ CheckError::Panicked) => {
+            tracing::error!(error = %error, "a review could not be checked");
+            Reviewed::Refused(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n"))
+        }
+    }
+}
+
+fn log_refusal(answer: &Answer) {
+    let rules: BTreeSet<&str> = answer.denied_rules.iter().map(|r| r.as_str()).collect();
+    tracing::info!(
+        uid = %answer.verdict.uid,
+        kind = answer.kind,
+        object = %answer.object,
+        operation = answer.operation,
+        rules = ?rules,
+        "admission refused"
+    );
+}
+
+fn json_response(json: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response()
+}
+
+/// The answer to a body that was not received: its status and reason; over HTTP/1 the connection is
+/// closed too, since the rest of the body was not read.
+fn refused_body(error: &BodyError, http1: bool) -> Response {
+    let mut response = (error.status(), format!("{error}\n")).into_response();
+    if http1 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 #[cfg(test)]
@@ -142,19 +224,23 @@ mod tests {
     use serde_json::{Value, json};
     use tower::ServiceExt;
 
+    use base64::Engine as _;
+
     use super::*;
     use crate::guardrails::Config;
+    use crate::serve::Metrics;
 
     fn app() -> (Router, Arc<Metrics>) {
         app_with(Config::default())
     }
 
     fn app_with(config: Config) -> (Router, Arc<Metrics>) {
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        let admission = AdmissionMetrics::register(metrics.registry_mut());
         let engine = Arc::new(Engine::new(config).unwrap());
         (
-            router(WebhookState::new(engine, Arc::clone(&metrics))),
-            metrics,
+            router(WebhookState::new(engine, admission, &Limits::default())),
+            Arc::new(metrics),
         )
     }
 
@@ -202,7 +288,13 @@ mod tests {
     }
 
     fn patch_of(response: &Value) -> Option<json_patch::Patch> {
-        let bytes: Vec<u8> = serde_json::from_value(response.get("patch")?.clone()).unwrap();
+        let text = response
+            .get("patch")?
+            .as_str()
+            .expect("the patch is a base64 string");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap();
         Some(serde_json::from_slice(&bytes).unwrap())
     }
 
@@ -241,11 +333,11 @@ mod tests {
         assert!(message.contains("; "), "{message}");
         let text = metrics.encode().unwrap();
         assert!(
-            text.contains(r#"admission_denials_total{rule="role-name"} 1"#),
+            text.contains(r#"infra_operator_admission_denials_total{rule="role-name"} 1"#),
             "{text}"
         );
         assert!(text.contains(
-            r#"admission_requests_total{kind="IAMRole",operation="CREATE",result="denied"} 1"#
+            r#"infra_operator_admission_requests_total{kind="IAMRole",operation="CREATE",result="denied"} 1"#
         ));
     }
 
@@ -418,7 +510,7 @@ mod tests {
         assert_eq!(answer["response"]["allowed"], true);
         let text = metrics.encode().unwrap();
         assert!(
-            text.contains(r#"admission_requests_total{kind="AWSProvider",operation="DELETE",result="allowed"} 1"#),
+            text.contains(r#"infra_operator_admission_requests_total{kind="AWSProvider",operation="DELETE",result="allowed"} 1"#),
             "{text}"
         );
     }
@@ -441,14 +533,16 @@ mod tests {
         let text = metrics.encode().unwrap();
         assert!(
             text.contains(
-                r#"admission_requests_total{kind="unknown",operation="unknown",result="error"} 3"#
+                r#"infra_operator_admission_requests_total{kind="unknown",operation="unknown",result="error"} 3"#
             ),
             "{text}"
         );
-        assert!(
-            text.contains(r#"admission_request_duration_seconds_count{endpoint="validate"} 2"#)
-        );
-        assert!(text.contains(r#"admission_request_duration_seconds_count{endpoint="mutate"} 1"#));
+        assert!(text.contains(
+            r#"infra_operator_admission_request_duration_seconds_count{endpoint="validate"} 2"#
+        ));
+        assert!(text.contains(
+            r#"infra_operator_admission_request_duration_seconds_count{endpoint="mutate"} 1"#
+        ));
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! the API server (or a re-applied manifest) changes nothing.
 
 use json_patch::jsonptr::{PointerBuf, Token};
-use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
+use json_patch::{AddOperation, MoveOperation, Patch, PatchOperation, RemoveOperation};
 use serde_json::{Map, Value};
 
 use crate::api::FINALIZER;
@@ -112,6 +112,9 @@ fn add_default_tags(spec: &Map<String, Value>, config: &Config, ops: &mut Vec<Pa
 /// when the stored object already had it (a re-applied manifest in the singular form, possibly with an
 /// edited document); on CREATE two different policies of one name are both kept, so that validation
 /// refuses the duplicate instead of one silently replacing the other.
+///
+/// The policy is moved with a `move` operation rather than copied into the patch, so the patch stays
+/// small however large the policy document is.
 fn fold_inline_policy(
     spec: &Map<String, Value>,
     stored_names: &[&Value],
@@ -120,32 +123,42 @@ fn fold_inline_policy(
     let Some(single) = spec.get("inlinePolicy") else {
         return;
     };
-    if !single.is_null() {
-        match spec.get("inlinePolicies") {
-            None | Some(Value::Null) => {
-                ops.push(add(&["inlinePolicies"], Value::Array(vec![single.clone()])))
-            }
-            Some(Value::Array(list)) => {
-                let name = single.get("policyName");
-                let same_name = name
-                    .and_then(|name| list.iter().position(|p| p.get("policyName") == Some(name)));
-                match same_name {
-                    Some(i) if list.get(i) == Some(single) => {}
-                    Some(i) if name.is_some_and(|n| stored_names.contains(&n)) => {
-                        ops.push(PatchOperation::Replace(ReplaceOperation {
-                            path: pointer(&["inlinePolicies", &i.to_string()]),
-                            value: single.clone(),
-                        }))
-                    }
-                    _ => ops.push(add(&["inlinePolicies", "-"], single.clone())),
-                }
-            }
-            Some(_) => return,
-        }
+    let move_to = |index: &str| {
+        PatchOperation::Move(MoveOperation {
+            from: pointer(&["inlinePolicy"]),
+            path: pointer(&["inlinePolicies", index]),
+        })
+    };
+    let remove = |under_spec: &[&str]| {
+        PatchOperation::Remove(RemoveOperation {
+            path: pointer(under_spec),
+        })
+    };
+    if single.is_null() {
+        ops.push(remove(&["inlinePolicy"]));
+        return;
     }
-    ops.push(PatchOperation::Remove(RemoveOperation {
-        path: pointer(&["inlinePolicy"]),
-    }));
+    match spec.get("inlinePolicies") {
+        None | Some(Value::Null) => {
+            ops.push(add(&["inlinePolicies"], Value::Array(Vec::new())));
+            ops.push(move_to("-"));
+        }
+        Some(Value::Array(list)) => {
+            let name = single.get("policyName");
+            let same_name =
+                name.and_then(|name| list.iter().position(|p| p.get("policyName") == Some(name)));
+            match same_name {
+                Some(i) if list.get(i) == Some(single) => ops.push(remove(&["inlinePolicy"])),
+                Some(i) if name.is_some_and(|n| stored_names.contains(&n)) => {
+                    let index = i.to_string();
+                    ops.push(remove(&["inlinePolicies", &index]));
+                    ops.push(move_to(&index));
+                }
+                _ => ops.push(move_to("-")),
+            }
+        }
+        Some(_) => {}
+    }
 }
 
 fn add(under_spec: &[&str], value: Value) -> PatchOperation {
@@ -274,6 +287,11 @@ mod tests {
         let appended = role(json!({"inlinePolicies": [other], "inlinePolicy": single}));
         let patched = apply(&appended, &defaults_patch(&appended, None, &config));
         assert_eq!(patched["spec"]["inlinePolicies"], json!([other, single]));
+
+        // The document travels by `move`, never inside the patch.
+        let large = json!({"policyName": "Large", "policyDocument": "x".repeat(100_000)});
+        let patch = defaults_patch(&role(json!({"inlinePolicy": large})), None, &config);
+        assert!(serde_json::to_vec(&patch).unwrap().len() < 1_000);
 
         let changed =
             json!({"policyName": "Dynamo", "policyDocument": "{\"Version\":\"2012-10-17\"}"});

@@ -1,18 +1,19 @@
-//! One AdmissionReview in, one AdmissionReview out: reads the request, runs the guardrail engine
-//! (validate) or computes the defaults patch (mutate), and builds the response. Pure.
+//! One AdmissionReview in, one [`Verdict`] out: reads the request, runs the guardrail engine
+//! (validate) or computes the defaults patch (mutate), and decides the response. Pure.
 //!
 //! The object under review is taken from the request as raw JSON, exactly as the API server sent it,
 //! so the engine (not the envelope parser) judges its shape; only the envelope must be a well-formed
 //! `admission.k8s.io` AdmissionReview.
 
+use std::time::Duration;
+
 use kube::core::DynamicObject;
-use kube::core::Status;
-use kube::core::admission::{
-    AdmissionRequest, AdmissionResponse, AdmissionReview, Operation, SerializePatchError,
-};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::mutate::defaults_patch;
+use super::response::{MAX_MESSAGE_BYTES, Verdict, bounded_join};
 use crate::guardrails::{Engine, Finding, Kind, RuleId};
 
 /// The API group of AdmissionReview.
@@ -23,6 +24,10 @@ const ADMISSION_KIND: &str = "AdmissionReview";
 pub const DENIAL_CODE: u16 = 403;
 /// `status.reason` of a denial.
 pub const DENIAL_REASON: &str = "Forbidden";
+/// `status.code` of a review refused because its checks overran the deadline.
+pub const OVERDUE_CODE: u16 = 504;
+/// `status.reason` of a review refused because its checks overran the deadline.
+pub const OVERDUE_REASON: &str = "Timeout";
 
 /// Which webhook was called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -64,25 +69,21 @@ pub enum ReviewError {
         uid: String,
     },
     /// The patch could not be encoded (not expected to happen for JSON values).
-    #[error(transparent)]
-    Patch(#[from] SerializePatchError),
+    #[error("cannot encode the patch: {0}")]
+    Patch(serde_json::Error),
 }
 
 /// The response to one review, with what metrics and logs need to know about it.
 #[derive(Debug)]
 pub struct Answer {
-    /// The AdmissionReview to send back (uid echoed).
-    pub review: AdmissionReview<DynamicObject>,
+    /// What to answer (uid echoed).
+    pub verdict: Verdict,
     /// The kind reviewed (`IAMRole`, `AWSProvider`, or `other`).
     pub kind: &'static str,
     /// The operation (`CREATE`, `UPDATE`, `DELETE`, `CONNECT`).
     pub operation: &'static str,
-    /// Whether the object is admitted.
-    pub allowed: bool,
     /// The rule of every DENY finding, in order.
     pub denied_rules: Vec<RuleId>,
-    /// The request's uid.
-    pub uid: String,
     /// `namespace/name` of the object, for logs.
     pub object: String,
 }
@@ -93,7 +94,7 @@ pub fn answer(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Result<Answer
     let request = &reviewed.request;
     let kind = reviewed.kind();
     let object_name = reviewed.object_name();
-    let mut response = AdmissionResponse::from(request);
+    let mut verdict = Verdict::allow(request.uid.clone());
     let mut denied_rules = Vec::new();
     let object = match kind {
         Some(_) => reviewed.object_to_review()?,
@@ -108,7 +109,7 @@ pub fn answer(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Result<Answer
         match endpoint {
             Endpoint::Validate => {
                 let findings = engine.check(kind, object, old);
-                response = judge(response, kind, &object_name, &findings);
+                judge(&mut verdict, kind, &object_name, &findings);
                 denied_rules = findings
                     .iter()
                     .filter(|f| f.is_deny())
@@ -118,7 +119,7 @@ pub fn answer(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Result<Answer
             Endpoint::Mutate if kind == Kind::IAMRole => {
                 let patch = defaults_patch(object, old, engine.config());
                 if !patch.is_empty() {
-                    response = response.with_patch(patch)?;
+                    verdict.patch = Some(serde_json::to_vec(&patch).map_err(ReviewError::Patch)?);
                 }
             }
             Endpoint::Mutate => {}
@@ -127,45 +128,61 @@ pub fn answer(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Result<Answer
     Ok(Answer {
         kind: kind.map_or("other", Kind::as_str),
         operation: operation_name(&request.operation),
-        allowed: response.allowed,
         denied_rules,
-        uid: request.uid.clone(),
         object: object_name,
-        review: response.into_review(),
+        verdict,
     })
 }
 
-/// Turns findings into the response: every DENY in `status.message`, every WARN in `warnings`.
-fn judge(
-    mut response: AdmissionResponse,
-    kind: Kind,
-    object: &str,
-    findings: &[Finding],
-) -> AdmissionResponse {
-    let warnings: Vec<String> = findings
-        .iter()
-        .filter(|f| !f.is_deny())
-        .map(ToString::to_string)
-        .collect();
-    if !warnings.is_empty() {
-        response.warnings = Some(warnings);
+/// The `request.uid` of a body, read without building the document (for answering a review whose
+/// checks did not finish); `None` when the body is not an AdmissionReview with a uid.
+pub fn request_uid(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        request: Request,
     }
-    let denials: Vec<String> = findings
-        .iter()
-        .filter(|f| f.is_deny())
-        .map(ToString::to_string)
-        .collect();
-    if denials.is_empty() {
-        return response;
+    #[derive(Deserialize)]
+    struct Request {
+        uid: String,
     }
-    let message = format!(
-        "{} {object} refused by guardrails: {}",
-        kind.as_str(),
-        denials.join("; ")
+    serde_json::from_slice::<Envelope>(body)
+        .ok()
+        .map(|envelope| envelope.request.uid)
+}
+
+/// The refusal of request `uid` whose checks did not finish within `deadline`.
+pub fn overdue(uid: String, deadline: Duration) -> Verdict {
+    let mut verdict = Verdict::allow(uid);
+    verdict.refuse(
+        OVERDUE_CODE,
+        OVERDUE_REASON,
+        format!(
+            "refused: the guardrail checks did not finish within the review deadline of {} ms; \
+             the object is too large or too complex to review",
+            deadline.as_millis()
+        ),
     );
-    response.allowed = false;
-    response.result = Status::failure(&message, DENIAL_REASON).with_code(DENIAL_CODE);
-    response
+    verdict
+}
+
+/// Turns findings into the verdict: every DENY in the refusal's message and every WARN in the
+/// warnings, both bounded in size.
+fn judge(verdict: &mut Verdict, kind: Kind, object: &str, findings: &[Finding]) {
+    let denials = findings.iter().filter(|f| f.is_deny());
+    let denied = denials.clone().count();
+    let warnings = findings.iter().filter(|f| !f.is_deny());
+    verdict.set_warnings(warnings, findings.len() - denied);
+    if denied == 0 {
+        return;
+    }
+    let message = bounded_join(
+        &format!("{} {object} refused by guardrails: ", kind.as_str()),
+        denials,
+        denied,
+        "; ",
+        MAX_MESSAGE_BYTES,
+    );
+    verdict.refuse(DENIAL_CODE, DENIAL_REASON, message);
 }
 
 /// A parsed review: the envelope through kube's types, the objects as raw JSON.
@@ -310,8 +327,8 @@ mod tests {
         json!({"group": "aws-infra-operator.runner.codes", "version": "v1alpha1", "kind": "IAMRole"})
     }
 
-    fn response(answer: &Answer) -> &AdmissionResponse {
-        answer.review.response.as_ref().unwrap()
+    fn response(answer: &Answer) -> &Verdict {
+        &answer.verdict
     }
 
     #[test]
@@ -332,29 +349,69 @@ mod tests {
             &FieldPath::root("spec"),
             "hm",
         );
-        let base = AdmissionResponse::invalid("x");
-        let judged = judge(
-            base.clone(),
+        let mut judged = Verdict::allow("x");
+        judge(
+            &mut judged,
             Kind::IAMRole,
             "default/foo",
             &[deny, warn.clone(), other],
         );
-        assert!(!judged.allowed);
+        let refusal = judged.refusal.clone().unwrap();
         assert_eq!(
-            judged.result.message,
+            refusal.message,
             "IAMRole default/foo refused by guardrails: [role-name] spec.roleName: bad; [tags] spec.tags: too many"
         );
-        assert_eq!(judged.result.code, 403);
+        assert_eq!(refusal.code, 403);
         assert_eq!(
             judged.warnings,
-            Some(vec!["[not-action-allow] spec: hm".to_owned()])
+            vec!["[not-action-allow] spec: hm".to_owned()]
         );
 
-        let mut allowed = base;
-        allowed.allowed = true;
-        let judged = judge(allowed, Kind::IAMRole, "default/foo", &[warn]);
-        assert!(judged.allowed);
-        assert_eq!(judged.warnings.as_ref().map(Vec::len), Some(1));
+        let mut allowed = Verdict::allow("x");
+        judge(&mut allowed, Kind::IAMRole, "default/foo", &[warn]);
+        assert!(allowed.allowed());
+        assert_eq!(allowed.warnings.len(), 1);
+    }
+
+    #[test]
+    fn many_findings_make_a_bounded_answer() {
+        let findings: Vec<Finding> = (0..75_000)
+            .map(|i| {
+                let path = FieldPath::root("spec").field("inlinePolicies").index(i);
+                let severity = if i % 2 == 0 {
+                    Severity::Deny
+                } else {
+                    Severity::Warn
+                };
+                Finding::new(
+                    RuleId::PolicyGrammar,
+                    severity,
+                    &path,
+                    "not a valid statement",
+                )
+            })
+            .collect();
+        let mut verdict = Verdict::allow("x");
+        judge(&mut verdict, Kind::IAMRole, "default/foo", &findings);
+        let message = &verdict.refusal.as_ref().unwrap().message;
+        assert!(message.ends_with(" more"), "{message}");
+        assert!(verdict.to_json().len() < 64 * 1024);
+    }
+
+    #[test]
+    fn uids_are_read_without_parsing_the_object_and_overdue_reviews_are_refused() {
+        let body = review("CREATE", iamrole_kind(), json!({"spec": {}}), json!(null));
+        assert_eq!(request_uid(&body).as_deref(), Some("uid-1"));
+        assert_eq!(request_uid(b"{\"request\": {}}"), None);
+        assert_eq!(request_uid(b"[[["), None);
+        let verdict = overdue("u".to_owned(), Duration::from_millis(2500));
+        let refusal = verdict.refusal.unwrap();
+        assert_eq!((refusal.code, refusal.reason), (504, "Timeout"));
+        assert!(
+            refusal.message.contains("review deadline of 2500 ms"),
+            "{}",
+            refusal.message
+        );
     }
 
     #[test]
@@ -366,7 +423,7 @@ mod tests {
             &review("DELETE", iamrole_kind(), json!(null), json!({})),
         )
         .unwrap();
-        assert!(response(&delete).allowed);
+        assert!(response(&delete).allowed());
         assert_eq!((delete.kind, delete.operation), ("IAMRole", "DELETE"));
         let pod = json!({"group": "", "version": "v1", "kind": "Pod"});
         let foreign = answer(
@@ -375,7 +432,7 @@ mod tests {
             &review("CREATE", pod, json!({"spec": 1}), json!(null)),
         )
         .unwrap();
-        assert!(response(&foreign).allowed);
+        assert!(response(&foreign).allowed());
         assert_eq!(foreign.kind, "other");
         assert_eq!(response(&foreign).uid, "uid-1");
     }
@@ -401,7 +458,7 @@ mod tests {
         )
         .unwrap();
         assert!(response(&untouched).patch.is_none());
-        assert!(response(&untouched).allowed);
+        assert!(response(&untouched).allowed());
     }
 
     #[test]
@@ -414,7 +471,7 @@ mod tests {
             &review("UPDATE", iamrole_kind(), dying, json!({})),
         )
         .unwrap();
-        assert!(response(&answered).allowed);
+        assert!(response(&answered).allowed());
         assert!(answered.denied_rules.is_empty());
 
         let mut status = serde_json::from_slice::<Value>(&review(

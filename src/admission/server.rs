@@ -1,51 +1,56 @@
-//! The HTTPS webhook server and the plain-HTTP admin server: binding, rustls (TLS 1.2 and 1.3, ALPN
-//! `h2` and `http/1.1`), serving connections with hyper-util, certificate reload, and one graceful
-//! shutdown for both. Does network I/O.
+//! The HTTPS webhook server: binding, rustls (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`), serving
+//! connections with hyper-util within the [`Limits`] (connections at once, handshake, header and
+//! idle time, HTTP/2 streams and pings), certificate reload, and a graceful drain when the shutdown
+//! token is cancelled. Does network I/O.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
-use super::admin::{self, Readiness};
-use super::metrics::Metrics;
-use super::signal::stopped;
+use super::limits::Limits;
+use super::metrics::AdmissionMetrics;
 use super::tls::{CertError, CertResolver, CertWatch};
 use super::{WebhookState, router};
 use crate::guardrails::Engine;
+use crate::serve::{Readiness, Shutdown};
 
 /// How long in-flight requests may take to finish once shutdown starts.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection asked to close (idle, or shutting down) may take before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// ALPN protocols offered, in order of preference.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// Largest HTTP/2 header list accepted.
+const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 
-/// Where the webhook listens and where its certificate lives.
+/// Where the webhook listens, where its certificate lives and what it allows a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookConfig {
     /// Directory holding `tls.crt` and `tls.key` (watched and reloaded).
     pub cert_dir: PathBuf,
     /// Address of the HTTPS webhook (default `0.0.0.0:8443`).
     pub bind: SocketAddr,
-    /// Address of the plain-HTTP admin server (default `0.0.0.0:8080`).
-    pub admin_bind: SocketAddr,
+    /// Connection and request limits.
+    pub limits: Limits,
 }
 
 /// Why the webhook could not start.
@@ -54,7 +59,7 @@ pub enum WebhookError {
     /// The serving certificate in the cert directory cannot be used.
     #[error("serving certificate: {0}")]
     Cert(#[from] CertError),
-    /// An address could not be bound.
+    /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// The address.
@@ -67,48 +72,40 @@ pub enum WebhookError {
     Tls(#[from] rustls::Error),
 }
 
-/// The webhook with its listeners bound and its certificate loaded, not yet serving.
+/// The webhook with its listener bound and its certificate loaded, not yet serving.
 pub struct BoundWebhook {
-    https: TcpListener,
-    admin: TcpListener,
-    https_addr: SocketAddr,
-    admin_addr: SocketAddr,
+    listener: TcpListener,
+    addr: SocketAddr,
     tls: Arc<ServerConfig>,
     certificates: CertWatch,
-    engine: Arc<Engine>,
-    metrics: Arc<Metrics>,
-    readiness: Readiness,
+    state: WebhookState,
+    metrics: AdmissionMetrics,
+    limits: Limits,
 }
 
-/// Loads the certificate and binds both listeners, with a fresh metrics registry.
+/// Loads the certificate and binds the HTTPS listener; the webhook's metrics go to `metrics`.
 pub async fn bind(
     config: &WebhookConfig,
     engine: Arc<Engine>,
-) -> Result<BoundWebhook, WebhookError> {
-    bind_with_metrics(config, engine, Arc::new(Metrics::new())).await
-}
-
-/// Like [`bind`], serving `metrics` (into which other components may have registered theirs).
-pub async fn bind_with_metrics(
-    config: &WebhookConfig,
-    engine: Arc<Engine>,
-    metrics: Arc<Metrics>,
+    metrics: AdmissionMetrics,
 ) -> Result<BoundWebhook, WebhookError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certificates = CertWatch::start(&config.cert_dir, Arc::clone(&provider))?;
     let tls = server_config(provider, certificates.resolver())?;
-    let (https, https_addr) = listen(config.bind).await?;
-    let (admin, admin_addr) = listen(config.admin_bind).await?;
+    let bind_error = |source| WebhookError::Bind {
+        addr: config.bind,
+        source,
+    };
+    let listener = TcpListener::bind(config.bind).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
     Ok(BoundWebhook {
-        https,
-        admin,
-        https_addr,
-        admin_addr,
+        listener,
+        addr,
         tls,
         certificates,
-        engine,
+        state: WebhookState::new(engine, metrics.clone(), &config.limits),
         metrics,
-        readiness: Readiness::default(),
+        limits: config.limits.clone(),
     })
 }
 
@@ -126,18 +123,10 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-async fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), WebhookError> {
-    let bind_error = |source| WebhookError::Bind { addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
-    let local = listener.local_addr().map_err(bind_error)?;
-    Ok((listener, local))
-}
-
 impl std::fmt::Debug for BoundWebhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BoundWebhook")
-            .field("https_addr", &self.https_addr)
-            .field("admin_addr", &self.admin_addr)
+            .field("addr", &self.addr)
             .field("cert_dir", &self.certificates.dir())
             .finish_non_exhaustive()
     }
@@ -146,50 +135,35 @@ impl std::fmt::Debug for BoundWebhook {
 impl BoundWebhook {
     /// The address the HTTPS webhook listens on (the real port when bound to port 0).
     pub fn https_addr(&self) -> SocketAddr {
-        self.https_addr
+        self.addr
     }
 
-    /// The address the admin server listens on.
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_addr
-    }
-
-    /// Serves both servers and reloads the certificate until `shutdown` completes, then stops
-    /// accepting, marks the webhook not ready and lets in-flight requests finish (at most
-    /// [`DRAIN_TIMEOUT`]).
-    pub async fn serve(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), WebhookError> {
-        let (stop_sender, stop) = watch::channel(false);
-        let readiness = self.readiness.clone();
-        let forward = tokio::spawn(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections, draining in-flight requests");
-            readiness.set(false);
-            let _no_receivers = stop_sender.send(true);
-        });
+    /// Serves the webhook and reloads the certificate, marking `readiness` ready, until `shutdown`
+    /// is cancelled; then stops accepting, marks it not ready and lets in-flight requests finish (at
+    /// most [`DRAIN_TIMEOUT`]).
+    pub async fn serve(self, readiness: Readiness, shutdown: Shutdown) -> Result<(), WebhookError> {
         let watcher = self
             .certificates
-            .spawn(self.metrics.admission().clone(), stop.clone());
-        let webhook = router(WebhookState::new(self.engine, Arc::clone(&self.metrics)));
-        let admin = admin::router(self.metrics, self.readiness.clone());
-        tracing::info!(
-            https = %self.https_addr,
-            admin = %self.admin_addr,
-            "serving the admission webhook over HTTPS and the admin endpoints over HTTP"
-        );
-        self.readiness.set(true);
-        tokio::join!(
-            serve_connections(
-                self.https,
-                Some(TlsAcceptor::from(self.tls)),
-                webhook,
-                stop.clone()
-            ),
-            serve_connections(self.admin, None, admin, stop),
-        );
-        forward.abort();
+            .spawn(self.metrics.clone(), shutdown.clone());
+        let unready = {
+            let (readiness, shutdown) = (readiness.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                tracing::info!("shutting down: no new connections, draining in-flight requests");
+                readiness.set(false);
+            })
+        };
+        tracing::info!(https = %self.addr, "serving the admission webhook over HTTPS");
+        readiness.set(true);
+        let connections = Connections {
+            router: router(self.state),
+            acceptor: TlsAcceptor::from(self.tls),
+            builder: Arc::new(http_builder(&self.limits)),
+            limits: Arc::new(self.limits),
+            metrics: self.metrics,
+        };
+        connections.accept_until(self.listener, shutdown).await;
+        let _ = unready.await;
         if let Err(e) = watcher.await {
             tracing::warn!(error = %e, "certificate watcher ended abnormally");
         }
@@ -198,73 +172,201 @@ impl BoundWebhook {
     }
 }
 
-/// Accepts connections until `stop` turns true, then drains them.
-async fn serve_connections(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    router: Router,
-    mut stop: watch::Receiver<bool>,
-) {
-    let graceful = GracefulShutdown::new();
+/// hyper's settings for both protocols.
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
-    builder.http2().timer(TokioTimer::new());
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = stopped(&mut stop) => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot accept a connection");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_streams)
+        .max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .keep_alive_interval(Some(limits.http2_ping_interval))
+        .keep_alive_timeout(limits.http2_ping_timeout);
+    builder
+}
+
+/// What every connection needs.
+struct Connections {
+    router: Router,
+    acceptor: TlsAcceptor,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Arc<Limits>,
+    metrics: AdmissionMetrics,
+}
+
+impl Connections {
+    /// Accepts connections (at most [`Limits::max_connections`] open at once) until `shutdown` is
+    /// cancelled, then drains them.
+    async fn accept_until(self, listener: TcpListener, shutdown: Shutdown) {
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections.max(1)));
+        let tracker = TaskTracker::new();
+        let this = Arc::new(self);
+        loop {
+            let slot = tokio::select! {
+                slot = Arc::clone(&slots).acquire_owned() => slot,
+                () = shutdown.cancelled() => break,
+            };
+            let Ok(slot) = slot else { break };
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = shutdown.cancelled() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let this = Arc::clone(&this);
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                let _slot = slot;
+                let _counted = this.metrics.connection_opened();
+                this.serve(stream, peer, shutdown).await;
+            });
+        }
+        drop(listener);
+        tracker.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "in-flight connections still open after {} s; closing them",
+                DRAIN_TIMEOUT.as_secs()
+            );
+        }
+    }
+
+    async fn serve(&self, stream: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
         // Small responses must not wait for Nagle's algorithm (40 ms stalls with HTTP/2 and handshakes).
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, %peer, "cannot set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(router.clone());
-        let watcher = graceful.watcher();
-        let builder = builder.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let Some(acceptor) = tls else {
-                return serve_connection(&builder, watcher, TokioIo::new(stream), service).await;
-            };
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    serve_connection(&builder, watcher, TokioIo::new(stream), service).await
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        });
+        let handshake =
+            tokio::time::timeout(self.limits.handshake_timeout, self.acceptor.accept(stream));
+        let stream = tokio::select! {
+            handshake = handshake => match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            },
+            () = shutdown.cancelled() => return,
+        };
+        self.serve_http(TokioIo::new(stream), peer, shutdown).await;
     }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
+
+    /// Serves HTTP on an established connection; closes it gracefully once it has had no request
+    /// in flight for [`Limits::idle_timeout`] or on shutdown, and drops it [`CLOSE_GRACE`] later if
+    /// the client has not let it close by then.
+    async fn serve_http<I>(&self, io: TokioIo<I>, peer: SocketAddr, shutdown: Shutdown)
+    where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        tracing::warn!(
-            "in-flight connections still open after {} s; closing them",
-            DRAIN_TIMEOUT.as_secs()
-        );
+        let activity = Arc::new(Activity::new());
+        let service = {
+            let (router, activity) = (self.router.clone(), Arc::clone(&activity));
+            hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let busy = activity.begin();
+                let answer = router.clone().oneshot(request.map(axum::body::Body::new));
+                async move {
+                    let response = answer.await;
+                    drop(busy);
+                    response
+                }
+            })
+        };
+        let connection = self.builder.serve_connection(io, service);
+        tokio::pin!(connection);
+        let idle = self.limits.idle_timeout;
+        let mut closing_since: Option<Instant> = None;
+        loop {
+            let wake = match closing_since {
+                Some(since) => since + CLOSE_GRACE,
+                None => activity.idle_deadline(idle),
+            };
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(e) = served {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = shutdown.cancelled(), if closing_since.is_none() => {
+                    connection.as_mut().graceful_shutdown();
+                    closing_since = Some(Instant::now());
+                }
+                () = tokio::time::sleep_until(wake) => match closing_since {
+                    Some(_) => {
+                        tracing::debug!(%peer, "connection did not close in time; dropping it");
+                        return;
+                    }
+                    None if activity.is_idle_for(idle) => {
+                        tracing::debug!(%peer, "closing an idle connection");
+                        connection.as_mut().graceful_shutdown();
+                        closing_since = Some(Instant::now());
+                    }
+                    None => {}
+                },
+            }
+        }
     }
 }
 
-async fn serve_connection<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
-    io: TokioIo<I>,
-    service: TowerToHyperService<Router>,
-) where
-    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    let connection = builder.serve_connection(io, service).into_owned();
-    if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(error = %e, "connection ended with an error");
+/// Requests in flight on one connection and when the last one ended.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `opened` to the end of the last request.
+    last_done_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Busy(Arc::clone(self))
+    }
+
+    fn last_done(&self) -> Instant {
+        self.opened + Duration::from_millis(self.last_done_ms.load(Ordering::SeqCst))
+    }
+
+    /// When the connection will have been idle for `idle`, if nothing happens before.
+    fn idle_deadline(&self, idle: Duration) -> Instant {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            Instant::now() + idle
+        } else {
+            self.last_done() + idle
+        }
+    }
+
+    fn is_idle_for(&self, idle: Duration) -> bool {
+        self.in_flight.load(Ordering::SeqCst) == 0 && self.last_done().elapsed() >= idle
+    }
+}
+
+/// One request in flight; ends when dropped.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let since_open = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_done_ms.store(since_open, Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }

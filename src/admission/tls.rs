@@ -21,13 +21,13 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::metrics::AdmissionMetrics;
-use super::signal::stopped;
 use crate::certs::{TLS_CERT_FILE, TLS_KEY_FILE};
+use crate::serve::Shutdown;
 
 /// How long the directory must be quiet after a change before the pair is re-read.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -208,14 +208,10 @@ impl CertWatch {
         self.reloader.dir()
     }
 
-    /// Reloads until `shutdown` turns true: after every change in the directory (once it has been
+    /// Reloads until `shutdown` is cancelled: after every change in the directory (once it has been
     /// quiet for [`DEBOUNCE`]) and every [`RECHECK_INTERVAL`]. Each attempt to load a changed pair is
     /// counted in `metrics`.
-    pub fn spawn(
-        self,
-        metrics: AdmissionMetrics,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> JoinHandle<()> {
+    pub fn spawn(self, metrics: AdmissionMetrics, shutdown: Shutdown) -> JoinHandle<()> {
         let CertWatch {
             mut reloader,
             mut events,
@@ -228,7 +224,7 @@ impl CertWatch {
             recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    () = stopped(&mut shutdown) => return,
+                    () = shutdown.cancelled() => return,
                     Some(()) = events.recv() => settle(&mut events).await,
                     _ = recheck.tick() => {}
                 }

@@ -14,6 +14,8 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
+use crate::serve::Shutdown;
+
 /// Where the Lease lives and how it is held.
 #[derive(Clone, Debug)]
 pub struct LeaseSettings {
@@ -148,7 +150,7 @@ pub async fn run(
     client: Client,
     settings: LeaseSettings,
     leading: watch::Sender<bool>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &settings.namespace);
     let mut last_success = tokio::time::Instant::now();
@@ -171,7 +173,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(settings.renew_every) => {}
-            _ = shutdown.changed() => break,
+            () = shutdown.cancelled() => break,
         }
     }
     if *leading.borrow() {

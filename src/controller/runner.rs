@@ -24,6 +24,7 @@ use super::metrics::ControllerMetrics;
 use super::stores::{Stores, providers_of_secret};
 use super::{provider, role};
 use crate::api::{AWSProvider, IAMRole};
+use crate::serve::Shutdown;
 
 /// Name of this controller in Events (`reportingController`).
 pub const CONTROLLER_NAME: &str = "infra-operator";
@@ -39,13 +40,13 @@ pub struct ControllerSettings {
     pub web_identity_token_file: Option<PathBuf>,
 }
 
-/// Runs leader election and, while leading, the controllers, until `shutdown` turns true (or its
-/// sender is dropped). Returns once the controllers stopped and the Lease was released.
+/// Runs leader election and, while leading, the controllers, until `shutdown` is cancelled. Returns
+/// once the controllers stopped and the Lease was released.
 pub async fn run(
     client: Client,
     settings: ControllerSettings,
     metrics: ControllerMetrics,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) {
     let (leading_sender, leading) = watch::channel(false);
     let election = tokio::spawn(leader::run(
@@ -57,23 +58,22 @@ pub async fn run(
     let cache = Arc::new(ClientCache::default());
     loop {
         let mut until_leading = leading.clone();
-        let mut until_shutdown = shutdown.clone();
         let lead = tokio::select! {
             result = until_leading.wait_for(|lead| *lead) => result.is_ok(),
-            _ = until_shutdown.wait_for(|stop| *stop) => false,
+            () = shutdown.cancelled() => false,
         };
-        if !lead || shutting_down(&shutdown) {
+        if !lead || shutdown.is_cancelled() {
             break;
         }
         tracing::info!(identity = %settings.lease.identity, "leading: starting the controllers");
         let (stop_providers, providers_stopped) = oneshot::channel::<()>();
         let (stop_roles, roles_stopped) = oneshot::channel::<()>();
         let mut lost = leading.clone();
-        let mut stop = shutdown.clone();
+        let stop = shutdown.clone();
         let term_end = tokio::spawn(async move {
             tokio::select! {
                 _ = lost.wait_for(|lead| !*lead) => {}
-                _ = stop.wait_for(|stop| *stop) => {}
+                () = stop.cancelled() => {}
             }
             let _ = stop_providers.send(());
             let _ = stop_roles.send(());
@@ -92,7 +92,7 @@ pub async fn run(
         )
         .await;
         term_end.abort();
-        if shutting_down(&shutdown) {
+        if shutdown.is_cancelled() {
             break;
         }
         tracing::info!("leadership lost: controllers stopped");
@@ -101,10 +101,6 @@ pub async fn run(
         tracing::warn!(%error, "leader election ended abnormally");
     }
     tracing::info!("reconciler stopped");
-}
-
-fn shutting_down(shutdown: &watch::Receiver<bool>) -> bool {
-    *shutdown.borrow() || shutdown.has_changed().is_err()
 }
 
 /// Runs both controllers until their stop futures complete (reconciles in flight finish first).

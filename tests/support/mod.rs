@@ -5,25 +5,29 @@
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use infra_operator::admission::{self, WebhookConfig, WebhookError};
+use infra_operator::admission::{self, AdmissionMetrics, Limits, WebhookConfig, WebhookError};
 use infra_operator::certs::write_certs;
 use infra_operator::guardrails::{Config, Engine};
+use infra_operator::serve::{AdminServer, Metrics, Readiness, Shutdown};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ProtocolVersion, SupportedProtocolVersion};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
@@ -101,7 +105,8 @@ pub fn ec2_role_spec() -> Value {
     })
 }
 
-/// A webhook serving on 127.0.0.1 (ports chosen by the OS) until [`Served::stop`].
+/// A webhook and its admin server serving on 127.0.0.1 (ports chosen by the OS), as
+/// `infra-operator webhook` serves them, until [`Served::stop`].
 pub struct Served {
     /// The HTTPS webhook.
     pub https: SocketAddr,
@@ -111,7 +116,8 @@ pub struct Served {
     pub cert_dir: PathBuf,
     /// The CA that signed the serving certificate.
     pub ca_cert: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
+    /// The token that stops both servers.
+    pub shutdown: Shutdown,
     task: JoinHandle<Result<(), WebhookError>>,
     _dir: tempfile::TempDir,
 }
@@ -119,45 +125,64 @@ pub struct Served {
 /// Writes a CA and serving certificate for 127.0.0.1 into a fresh directory (or lays it out with
 /// `layout`), then binds and serves the webhook.
 pub async fn serve_with(layout: impl FnOnce(&Path) -> PathBuf) -> Served {
-    serve_engine(layout, engine()).await
+    serve_engine(layout, engine(), Limits::default()).await
 }
 
 /// [`serve`] with an engine of the given guardrails.
 pub async fn serve_config(config: Config) -> Served {
     let engine = Arc::new(Engine::new(config).expect("built-in schemas compile"));
-    serve_engine(
-        |root| {
-            let files = write_certs(&root.join("certs"), &hosts()).expect("certificates");
-            files.ca_cert
-        },
-        engine,
-    )
-    .await
+    serve_engine(default_layout, engine, Limits::default()).await
 }
 
-async fn serve_engine(layout: impl FnOnce(&Path) -> PathBuf, engine: Arc<Engine>) -> Served {
+/// [`serve`] with the given limits.
+pub async fn serve_limits(limits: Limits) -> Served {
+    serve_engine(default_layout, engine(), limits).await
+}
+
+fn default_layout(root: &Path) -> PathBuf {
+    let files = write_certs(&root.join("certs"), &hosts()).expect("certificates");
+    files.ca_cert
+}
+
+async fn serve_engine(
+    layout: impl FnOnce(&Path) -> PathBuf,
+    engine: Arc<Engine>,
+    limits: Limits,
+) -> Served {
     let dir = tempfile::tempdir().expect("temporary directory");
     let ca_cert = layout(dir.path());
     let cert_dir = dir.path().join("certs");
     let config = WebhookConfig {
         cert_dir: cert_dir.clone(),
         bind: "127.0.0.1:0".parse().expect("address"),
-        admin_bind: "127.0.0.1:0".parse().expect("address"),
+        limits,
     };
-    let bound = admission::bind(&config, engine)
+    let mut metrics = Metrics::new();
+    let webhook_metrics = AdmissionMetrics::register(metrics.registry_mut());
+    let bound = admission::bind(&config, engine, webhook_metrics)
         .await
         .expect("webhook binds");
-    let (https, admin) = (bound.https_addr(), bound.admin_addr());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(bound.serve(async move {
-        let _ = stopped.await;
-    }));
+    let admin_server =
+        AdminServer::bind("127.0.0.1:0".parse().expect("address")).expect("admin binds");
+    let (https, admin) = (bound.https_addr(), admin_server.local_addr());
+    let shutdown = Shutdown::new();
+    let readiness = Readiness::default();
+    let admin_thread = admin_server
+        .spawn(Arc::new(metrics), readiness.clone(), shutdown.clone())
+        .expect("admin server starts");
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let served = bound.serve(readiness, stop.clone()).await;
+        stop.cancel();
+        admin_thread.stopped().await;
+        served
+    });
     Served {
         https,
         admin,
         cert_dir,
         ca_cert,
-        stop: Some(stop),
+        shutdown,
         task,
         _dir: dir,
     }
@@ -165,11 +190,7 @@ async fn serve_engine(layout: impl FnOnce(&Path) -> PathBuf, engine: Arc<Engine>
 
 /// [`serve_with`] with `tls.crt`/`tls.key` written directly into `<tmp>/certs`.
 pub async fn serve() -> Served {
-    serve_with(|root| {
-        let files = write_certs(&root.join("certs"), &hosts()).expect("certificates");
-        files.ca_cert
-    })
-    .await
+    serve_with(default_layout).await
 }
 
 /// The hosts test certificates are made for.
@@ -180,9 +201,7 @@ pub fn hosts() -> Vec<String> {
 impl Served {
     /// Triggers shutdown and waits (bounded) for the server to finish.
     pub async fn stop(mut self) -> Result<(), WebhookError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.shutdown.cancel();
         tokio::time::timeout(PATIENCE, &mut self.task)
             .await
             .expect("webhook stops in time")
@@ -392,4 +411,93 @@ async fn bounded<T>(work: impl Future<Output = Result<T, String>>) -> Result<T, 
     tokio::time::timeout(PATIENCE, work)
         .await
         .unwrap_or_else(|_| Err("timed out".to_owned()))
+}
+
+/// An AdmissionReview response read strictly as the API server's `admission.k8s.io/v1` types
+/// define it: no unknown field anywhere, `patch` a base64 string of a JSON Patch array.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StrictReview {
+    /// Must be `admission.k8s.io/v1`.
+    pub api_version: String,
+    /// Must be `AdmissionReview`.
+    pub kind: String,
+    /// The response.
+    pub response: StrictResponse,
+}
+
+/// `response` of [`StrictReview`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StrictResponse {
+    /// The request's uid.
+    pub uid: String,
+    /// Whether the object is admitted.
+    pub allowed: bool,
+    /// The refusal.
+    #[serde(default)]
+    pub status: Option<StrictStatus>,
+    /// Base64 of a JSON Patch.
+    #[serde(default)]
+    pub patch: Option<String>,
+    /// `JSONPatch` when there is a patch.
+    #[serde(default)]
+    pub patch_type: Option<String>,
+    /// Warnings.
+    #[serde(default)]
+    pub warnings: Option<Vec<String>>,
+    /// Audit annotations.
+    #[serde(default)]
+    pub audit_annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `metav1.Status` as a refusal carries it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrictStatus {
+    /// `Failure`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The message shown to the user.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// A machine-readable reason.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// An HTTP-like code.
+    #[serde(default)]
+    pub code: Option<u16>,
+}
+
+/// Reads `body` as a [`StrictReview`] and checks what the types cannot say: the envelope's
+/// `apiVersion` and `kind`, and that a patch comes with `patchType: JSONPatch` and decodes from
+/// base64 to a JSON Patch array. Returns the review and the patch.
+pub fn strict_review(body: &[u8]) -> Result<(StrictReview, Option<json_patch::Patch>), String> {
+    let review: StrictReview =
+        serde_json::from_slice(body).map_err(|e| format!("not a strict AdmissionReview: {e}"))?;
+    if review.api_version != "admission.k8s.io/v1" || review.kind != "AdmissionReview" {
+        return Err(format!("envelope {} {}", review.api_version, review.kind));
+    }
+    let response = &review.response;
+    let patch = match (&response.patch, response.patch_type.as_deref()) {
+        (None, None) => None,
+        (Some(patch), Some("JSONPatch")) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(patch)
+                .map_err(|e| format!("patch is not base64: {e}"))?;
+            let operations: Vec<Value> = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("patch is not a JSON array: {e}"))?;
+            let patch = serde_json::from_value(Value::Array(operations))
+                .map_err(|e| format!("patch is not a JSON Patch: {e}"))?;
+            Some(patch)
+        }
+        (patch, kind) => return Err(format!("patch {patch:?} with patchType {kind:?}")),
+    };
+    if response.allowed == response.status.is_some() {
+        return Err(format!(
+            "allowed is {} with status {:?}",
+            response.allowed, response.status
+        ));
+    }
+    Ok((review, patch))
 }

@@ -1,5 +1,7 @@
-//! The process's shutdown signal, SIGTERM or SIGINT, shared by every server and the controller.
-//! Waits on operating-system signals.
+//! The process's shutdown signal, SIGTERM or SIGINT, turned into the one [`Shutdown`] token that the
+//! webhook, the admin server and the controller all watch. Waits on operating-system signals.
+
+use super::Shutdown;
 
 /// Completes when the process receives SIGTERM or SIGINT (Ctrl-C). If a handler cannot be installed,
 /// that signal is logged and ignored, so a failure never triggers a shutdown by itself.
@@ -17,6 +19,26 @@ pub async fn shutdown_signal() {
         () = interrupt => {}
         () = terminate() => {}
     }
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT; the handlers are installed before this returns. Must be
+/// called inside a tokio runtime.
+pub async fn cancel_on_signal(shutdown: Shutdown) {
+    let mut signal = Box::pin(shutdown_signal());
+    // The first poll installs the handlers, so a signal sent from now on is seen.
+    if futures::poll!(signal.as_mut()).is_ready() {
+        shutdown.cancel();
+        return;
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            () = signal => {
+                tracing::info!("shutting down");
+                shutdown.cancel();
+            }
+            () = shutdown.cancelled() => {}
+        }
+    });
 }
 
 #[cfg(unix)]
@@ -37,9 +59,4 @@ async fn terminate() {
 #[cfg(not(unix))]
 async fn terminate() {
     std::future::pending::<()>().await;
-}
-
-/// Completes once the shared stop flag turns true (or its sender is gone).
-pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    let _flag = stop.wait_for(|stop| *stop).await;
 }
