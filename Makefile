@@ -36,11 +36,12 @@ lint:
 crds:
 	UPDATE_CRDS=1 $(CARGO) test --test crds
 
-# kube-apiserver built from the Go module proxy, kubectl and moto from PyPI; each step is skipped when cached.
-tools: $(CACHE)/bin/kube-apiserver-$(KUBE_VERSION) $(VENV)/.installed
+# kube-apiserver and kube-controller-manager built from the Go module proxy, kubectl and moto from PyPI;
+# each step is skipped when cached.
+tools: $(CACHE)/bin/kube-apiserver-$(KUBE_VERSION) $(CACHE)/bin/kube-controller-manager-$(KUBE_VERSION) $(VENV)/.installed
 
-$(CACHE)/bin/kube-apiserver-$(KUBE_VERSION): tests/stack/build-kube-apiserver.sh
-	tests/stack/build-kube-apiserver.sh $(KUBE_VERSION)
+$(CACHE)/bin/kube-%-$(KUBE_VERSION): tests/stack/build-kube.sh
+	tests/stack/build-kube.sh kube-$* $(KUBE_VERSION)
 
 $(VENV)/.installed: tests/stack/requirements.txt
 	$(PYTHON) -m venv $(VENV)

@@ -852,6 +852,170 @@ fn deletion(world: &World) {
     );
 }
 
+/// The objects of one team in `namespace`, as one manifest in `order`: a Secret with moto's
+/// credentials, an AWSProvider using it, and two IAMRoles through it (`Delete` and `Retain`), whose
+/// IAM roles are named `{prefix}-delete` and `{prefix}-retain`.
+fn team_manifest(world: &World, namespace: &str, prefix: &str, order: &[usize]) -> String {
+    let moto = world.stack.moto_url().expect("moto runs");
+    let documents = [
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: team-credentials\n  namespace: {namespace}\n\
+             stringData:\n  access-key-id: testing\n  secret-access-key: testing\n"
+        ),
+        format!(
+            "apiVersion: aws-infra-operator.runner.codes/v1alpha1\nkind: AWSProvider\nmetadata:\n  \
+             name: team-aws\n  namespace: {namespace}\nspec:\n  region: us-east-1\n  endpoint: {moto}\n  \
+             accessKeyIDRef: {{name: team-credentials, key: access-key-id}}\n  \
+             secretAccessKeyRef: {{name: team-credentials, key: secret-access-key}}\n"
+        ),
+        team_role(namespace, prefix, "Delete"),
+        team_role(namespace, prefix, "Retain"),
+    ];
+    order
+        .iter()
+        .map(|&i| documents[i].clone())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn team_role(namespace: &str, prefix: &str, policy: &str) -> String {
+    let suffix = policy.to_lowercase();
+    format!(
+        "apiVersion: aws-infra-operator.runner.codes/v1alpha1\nkind: IAMRole\nmetadata:\n  \
+         name: app-{suffix}\n  namespace: {namespace}\nspec:\n  providerRef: {{name: team-aws}}\n  \
+         roleName: {prefix}-{suffix}\n  deletionPolicy: {policy}\n  \
+         managedPolicyArns: [{S3_READ}]\n  assumeRolePolicyDocument: '{EC2_TRUST}'\n"
+    )
+}
+
+/// Applies a team's objects in `namespace` and waits until both roles exist in IAM and are Ready.
+fn team_ready(world: &World, namespace: &str, prefix: &str) -> String {
+    world
+        .stack
+        .kubectl_ok(&["create", "namespace", namespace])
+        .expect("create namespace");
+    let manifest = team_manifest(world, namespace, prefix, &[0, 1, 2, 3]);
+    world.apply(&manifest);
+    let roles: Api<IAMRole> = Api::namespaced(world.client.clone(), namespace);
+    for name in ["app-delete", "app-retain"] {
+        poll(&format!("{namespace}/{name} Ready"), TIMEOUT, || {
+            let role = world
+                .block_on(roles.get_opt(name))
+                .map_err(|e| e.to_string())?
+                .ok_or("no object")?;
+            role.status
+                .filter(|s| s.ready)
+                .map(drop)
+                .ok_or_else(|| "not ready".to_owned())
+        });
+    }
+    manifest
+}
+
+/// Waits until the IAMRoles, AWSProviders and Secrets of `namespace` are all gone; then the `Delete` role is gone from IAM
+/// and the `Retain` role is still there.
+fn team_gone(world: &World, namespace: &str, prefix: &str) {
+    poll(&format!("everything in {namespace} gone"), TIMEOUT, || {
+        let left = world
+            .stack
+            .kubectl_ok(&[
+                "get",
+                "iamroles,awsproviders,secrets",
+                "-n",
+                namespace,
+                "-o",
+                "name",
+            ])
+            .map_err(|e| e.to_string())?;
+        let left = left.trim();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still there: {left}"))
+        }
+    });
+    assert_eq!(
+        world.observe(&format!("{prefix}-delete")).expect("observe"),
+        None,
+        "the Delete role is still in IAM"
+    );
+    assert!(
+        world
+            .observe(&format!("{prefix}-retain"))
+            .expect("observe")
+            .is_some(),
+        "the Retain role was deleted from IAM"
+    );
+}
+
+/// Step 7: `kubectl delete -f` of a file holding a team's Secret, AWSProvider and IAMRoles
+/// completes in either order of the file: the provider waits for its roles (in-use protection),
+/// the roles are deleted in IAM with the provider's last credentials although the Secret went
+/// first, nothing is left and nothing hangs.
+fn delete_file_in_any_order(world: &World) {
+    for (namespace, prefix, order) in [
+        ("team-forward", "e2e-forward", [0, 1, 2, 3]),
+        ("team-reverse", "e2e-reverse", [3, 2, 1, 0]),
+    ] {
+        team_ready(world, namespace, prefix);
+        let provider = world
+            .block_on(
+                Api::<AWSProvider>::namespaced(world.client.clone(), namespace).get("team-aws"),
+            )
+            .expect("provider");
+        assert!(
+            provider
+                .metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == FINALIZER),
+            "the provider is protected while in use"
+        );
+        let manifest = team_manifest(world, namespace, prefix, &order);
+        let out = world
+            .stack
+            .kubectl_with_input(&["delete", "--timeout=120s", "-f", "-"], &manifest)
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl delete ({namespace}) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        team_gone(world, namespace, prefix);
+    }
+}
+
+/// Step 8: `kubectl delete namespace` completes (the namespace controller of
+/// kube-controller-manager deletes everything in it): the `Delete` role is gone from IAM, the
+/// `Retain` role stays, and the namespace object is gone.
+fn delete_namespace(world: &World) {
+    let namespace = "team-teardown";
+    let prefix = "e2e-teardown";
+    team_ready(world, namespace, prefix);
+    world
+        .stack
+        .kubectl_ok(&["delete", "namespace", namespace, "--wait=false"])
+        .expect("delete namespace");
+    poll(&format!("namespace {namespace} gone"), TIMEOUT, || {
+        let out = world
+            .stack
+            .kubectl()
+            .args(["get", "namespace", namespace, "-o", "name"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Err(format!(
+                "still there: {}",
+                String::from_utf8_lossy(&out.stdout).trim()
+            ))
+        } else {
+            Ok(())
+        }
+    });
+    team_gone(world, namespace, prefix);
+}
+
 /// Step 5: A role that exists without the owner tag is left untouched (`RoleExists`) until the
 /// object is annotated to adopt it; a role owned by another object is a conflict and never touched.
 fn ownership(world: &World) {
@@ -1333,6 +1497,10 @@ fn the_reconciler_makes_iam_match_on_a_real_api_server_and_moto() {
     });
     step("4 deletion", &mut world, &|w| deletion(w));
     step("5 ownership", &mut world, &|w| ownership(w));
+    step("7 delete -f in any order", &mut world, &|w| {
+        delete_file_in_any_order(w)
+    });
+    step("8 delete namespace", &mut world, &|w| delete_namespace(w));
     step("5b provider follows its Secret", &mut world, &|w| {
         provider_follows_its_secret(w)
     });

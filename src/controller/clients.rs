@@ -48,6 +48,18 @@ impl ClientCache {
         (built_for == key).then(|| clients.clone())
     }
 
+    /// The clients last built for the provider `cache_key`, whatever they were built for.
+    fn last(&self, cache_key: &str) -> Option<AwsClients> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(cache_key).map(|(_, clients)| clients.clone())
+    }
+
+    fn remove(&self, cache_key: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(cache_key);
+        }
+    }
+
     fn insert(&self, cache_key: String, key: ClientsKey, clients: AwsClients) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.insert(cache_key, (key, clients));
@@ -128,6 +140,32 @@ impl ProviderClients {
         let clients = AwsClients::new(&settings, Some(self.observer.clone())).await;
         self.cache.insert(cache_key, key, clients.clone());
         Ok(clients)
+    }
+
+    /// The clients of `provider` for deleting its IAMRoles: as [`Self::get`], or — when they can
+    /// no longer be built (its Secret deleted first, as `kubectl delete -f dir/` or a namespace
+    /// deletion do) — the clients built last, kept in memory until the provider is released.
+    pub async fn get_for_cleanup(
+        &self,
+        provider: &AWSProvider,
+        stores: &Stores,
+    ) -> Result<AwsClients, ReconcileError> {
+        match self.get(provider, stores).await {
+            Ok(clients) => Ok(clients),
+            Err(error) => {
+                let key = format!(
+                    "{}/{}",
+                    provider.namespace().unwrap_or_default(),
+                    provider.name_any()
+                );
+                self.cache.last(&key).ok_or(error)
+            }
+        }
+    }
+
+    /// Drops the clients of the provider `namespace/name` (released: nothing depends on it).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.cache.remove(&format!("{namespace}/{name}"));
     }
 
     /// Every Secret the provider references, by name (`None` when missing).

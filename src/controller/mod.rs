@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod clients;
 pub mod context;
 pub mod events;
+pub mod finalizer;
 pub mod leader;
 pub mod metrics;
 pub mod model;

@@ -1,7 +1,8 @@
 //! The AWSProvider reconcile: builds the provider's AWS clients (reading the Secrets it
 //! references), proves them with STS GetCallerIdentity, writes the status when it changed, and
-//! requeues the IAMRoles that reference the provider when its readiness or spec changed. Talks to
-//! the Kubernetes API and STS.
+//! requeues the IAMRoles that reference the provider when its readiness or spec changed. A
+//! provider carries the operator's finalizer: while IAMRoles still reference it, its deletion
+//! waits (in-use protection). Talks to the Kubernetes API and STS.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +14,11 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
 use super::context::Context;
+use super::finalizer;
 use super::model::error::ReconcileError;
-use super::model::status::{ProviderOutcome, provider_status, status_changed};
+use super::model::status::{
+    ProviderOutcome, provider_in_use_status, provider_status, status_changed,
+};
 use super::status_patch::write_status;
 use super::stores::object_key;
 use crate::api::{AWSProvider, AWSProviderStatus};
@@ -38,6 +42,14 @@ pub async fn reconcile(
         .namespace()
         .ok_or(ReconcileError::InvalidObject("namespace"))?;
     let name = provider.name_any();
+    if provider.metadata.deletion_timestamp.is_some() {
+        let result = release(&provider, &ctx, &namespace, &name).await;
+        ctx.metrics
+            .observe_reconcile(KIND, result.is_ok(), started.elapsed());
+        return result;
+    }
+    let api: Api<AWSProvider> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer::add(&api, &provider).await?;
     let authenticated = authenticate(&provider, &ctx).await;
     let result = report(&provider, &ctx, &namespace, &name, authenticated).await;
     ctx.metrics
@@ -56,6 +68,45 @@ pub fn error_policy(
     ctx: Arc<Context>,
 ) -> Action {
     Action::requeue(ctx.provider_backoff.next(&provider, &ctx.stores.providers))
+}
+
+/// How often a provider whose deletion waits for its IAMRoles looks again.
+pub const IN_USE_RECHECK: Duration = Duration::from_secs(3);
+
+/// The deletion of a provider: it waits (finalizer kept, `InUse` condition naming them) while
+/// IAMRoles still reference it, so that they can still be deleted in IAM with its credentials
+/// (the clients built last stay cached even when its Secret is gone); then the finalizer goes.
+async fn release(
+    provider: &AWSProvider,
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Action, ReconcileError> {
+    let api: Api<AWSProvider> = Api::namespaced(ctx.client.clone(), namespace);
+    if !finalizer::has_finalizer(provider) {
+        return Ok(Action::await_change());
+    }
+    let mut dependents: Vec<String> = ctx
+        .stores
+        .roles_of_provider(namespace, name)
+        .into_iter()
+        .map(|role| format!("{namespace}/{}", role.name))
+        .collect();
+    dependents.sort();
+    if dependents.is_empty() {
+        finalizer::remove(&api, provider).await?;
+        ctx.clients.forget(namespace, name);
+        return Ok(Action::await_change());
+    }
+    let previous = provider.status.as_ref();
+    let now = Time(Timestamp::now());
+    let status = provider_in_use_status(previous, &dependents, provider.metadata.generation, &now);
+    if status_changed(previous, &status) {
+        write_status(&api, name, previous, &status)
+            .await
+            .map_err(|e| ReconcileError::kube("write the AWSProvider status", e))?;
+    }
+    Ok(Action::requeue(IN_USE_RECHECK))
 }
 
 /// Writes the status of the outcome, publishes its Event, and requeues the provider's IAMRoles

@@ -4,12 +4,7 @@
 //! leaves it. A deletion that cannot proceed (no provider, AWS failing) keeps the object, says why
 //! in its conditions and retries with backoff; switching `deletionPolicy` to `Retain` releases it.
 //! Talks to the Kubernetes API and, through the provider's clients, to IAM.
-//!
-//! The finalizer is handled here rather than with `kube::runtime::finalizer`: that helper adds the
-//! finalizer and then waits for the watch to deliver the change before reconciling, while here the
-//! mutating webhook adds it at admission and the watch ignores metadata-only changes (so a status
-//! or finalizer write never triggers a reconcile); the reconciler adds it itself, before any IAM
-//! write, only where no webhook did.
+//! The finalizer ([`super::finalizer`]) is in place before any IAM write.
 
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -18,13 +13,12 @@ use std::time::Instant;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 
 use super::context::Context;
+use super::finalizer;
 use super::model::drift::requeue_interval;
 use super::model::error::{ReconcileError, Retry};
 use super::model::plan::{ADOPT_ANNOTATION, Intent, Memory};
@@ -32,7 +26,7 @@ use super::model::status::{READY, RoleOutcome, role_status, status_changed};
 use super::status_patch::write_status;
 use super::stores::{object_key, provider_ready};
 use super::sync::{Deleted, Done, SyncFailure, Synced, delete_role, sync_role};
-use crate::api::{AWSProvider, DeletionPolicy, DriftDetection, FINALIZER, IAMRole};
+use crate::api::{AWSProvider, DeletionPolicy, DriftDetection, IAMRole};
 use crate::iam::{Change, DesiredRole, owner_value};
 
 /// The kind, as metrics and logs name it.
@@ -145,7 +139,7 @@ impl<'a> RoleObject<'a> {
 
     /// Brings IAM to the spec.
     async fn apply(&self) -> Result<Outcome, SyncFailure> {
-        self.ensure_finalizer().await?;
+        finalizer::add(&self.api, self.role).await?;
         let provider = self.required_provider().await?;
         ensure_ready(&provider)?;
         let clients = self.ctx.clients.get(&provider, &self.ctx.stores).await?;
@@ -168,7 +162,7 @@ impl<'a> RoleObject<'a> {
 
     /// Cleans up after deletion, per `deletionPolicy`, then removes the finalizer.
     async fn cleanup(&self) -> Result<Outcome, SyncFailure> {
-        if !self.role.finalizers().iter().any(|f| f == FINALIZER) {
+        if !finalizer::has_finalizer(self.role) {
             return Ok(Outcome::Finalized {
                 reason: "",
                 note: String::new(),
@@ -182,7 +176,11 @@ impl<'a> RoleObject<'a> {
             ),
             DeletionPolicy::Delete => {
                 let provider = self.required_provider().await?;
-                let clients = self.ctx.clients.get(&provider, &self.ctx.stores).await?;
+                let clients = self
+                    .ctx
+                    .clients
+                    .get_for_cleanup(&provider, &self.ctx.stores)
+                    .await?;
                 let note = match delete_role(&clients.iam(), role_name, &self.owner()).await? {
                     Deleted::Deleted(arn) => format!("deleted IAM role {arn}"),
                     Deleted::Gone => format!("IAM role {role_name} no longer exists"),
@@ -193,7 +191,7 @@ impl<'a> RoleObject<'a> {
                 ("Deleted", note)
             }
         };
-        self.remove_finalizer().await?;
+        finalizer::remove(&self.api, self.role).await?;
         Ok(Outcome::Finalized { reason, note })
     }
 
@@ -310,67 +308,6 @@ impl<'a> RoleObject<'a> {
                 namespace: self.namespace.clone(),
                 name: name.clone(),
             })
-    }
-
-    /// Adds the finalizer (before anything is created in IAM).
-    async fn ensure_finalizer(&self) -> Result<(), ReconcileError> {
-        let finalizers = self.role.finalizers();
-        if finalizers.iter().any(|f| f == FINALIZER) {
-            return Ok(());
-        }
-        let patch = if finalizers.is_empty() {
-            json!([
-                {
-                    "op": "test",
-                    "path": "/metadata/resourceVersion",
-                    "value": self.role.resource_version(),
-                },
-                {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
-            ])
-        } else {
-            let mut wanted = finalizers.to_vec();
-            wanted.push(FINALIZER.to_owned());
-            json!([
-                {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
-                {"op": "replace", "path": "/metadata/finalizers", "value": wanted},
-            ])
-        };
-        self.patch_metadata(patch, "add the finalizer").await
-    }
-
-    /// Removes the finalizer, letting Kubernetes delete the object.
-    async fn remove_finalizer(&self) -> Result<(), ReconcileError> {
-        let finalizers = self.role.finalizers();
-        let remaining: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
-        let patch = json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
-            {"op": "replace", "path": "/metadata/finalizers", "value": remaining},
-        ]);
-        match self.patch_metadata(patch, "remove the finalizer").await {
-            Err(ReconcileError::Kube {
-                source: kube::Error::Api(status),
-                ..
-            }) if status.code == 404 => Ok(()),
-            other => other,
-        }
-    }
-
-    async fn patch_metadata(
-        &self,
-        patch: serde_json::Value,
-        action: &'static str,
-    ) -> Result<(), ReconcileError> {
-        let patch: json_patch::Patch = serde_json::from_value(patch)
-            .map_err(|e| ReconcileError::kube(action, kube::Error::SerdeError(e)))?;
-        self.api
-            .patch(
-                &self.name,
-                &PatchParams::default(),
-                &Patch::<()>::Json(patch),
-            )
-            .await
-            .map(drop)
-            .map_err(|e| ReconcileError::kube(action, e))
     }
 
     /// What a failure means, for people. While the object is being deleted with `deletionPolicy:

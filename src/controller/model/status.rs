@@ -14,6 +14,8 @@ use crate::iam::RoleIdentity;
 pub const READY: &str = "Ready";
 /// Condition type: the last reconcile of an IAMRole succeeded.
 pub const SYNCED: &str = "Synced";
+/// Condition type (and reason) on an AWSProvider whose deletion waits for the IAMRoles using it.
+pub const IN_USE: &str = "InUse";
 
 /// Reason of `Ready=True` on an IAMRole.
 pub const REASON_AVAILABLE: &str = "Available";
@@ -190,6 +192,42 @@ pub fn provider_status(
     }
 }
 
+/// The status of an AWSProvider being deleted while `dependents` (IAMRoles, `namespace/name`)
+/// still use it: everything `previous` said, plus an `InUse` condition naming how many and which.
+pub fn provider_in_use_status(
+    previous: Option<&AWSProviderStatus>,
+    dependents: &[String],
+    generation: Option<i64>,
+    now: &Time,
+) -> AWSProviderStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    let shown: Vec<&str> = dependents.iter().take(10).map(String::as_str).collect();
+    let more = dependents.len().saturating_sub(shown.len());
+    let message = format!(
+        "deletion waits for {} IAMRole(s) that still use this provider: {}{}; they are deleted \
+         (or released with deletionPolicy Retain) first, with this provider's credentials",
+        dependents.len(),
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    );
+    let in_use = condition(
+        &status.conditions,
+        IN_USE,
+        true,
+        IN_USE,
+        message,
+        generation,
+        now,
+    );
+    status.conditions.retain(|c| c.type_ != IN_USE);
+    status.conditions.push(in_use);
+    status
+}
+
 /// A status type carrying conditions.
 pub trait WithConditions: Clone + PartialEq {
     /// The conditions, to be compared without their times.
@@ -315,6 +353,35 @@ mod tests {
             reason: reason.to_owned(),
             message: message.to_owned(),
         }
+    }
+
+    #[test]
+    fn a_provider_in_use_names_its_dependents_and_keeps_the_rest() {
+        let previous = provider_status(
+            None,
+            &ProviderOutcome::Authenticated {
+                account_id: "123456789012".to_owned(),
+                caller_identity: "arn:aws:iam::123456789012:user/op".to_owned(),
+            },
+            Some(1),
+            &at(1),
+        );
+        let dependents: Vec<String> = (0..12).map(|i| format!("ns/role-{i}")).collect();
+        let status = provider_in_use_status(Some(&previous), &dependents, Some(2), &at(2));
+        assert!(status.ready, "still usable for the deletions");
+        let in_use = find(&status.conditions, IN_USE);
+        assert_eq!(in_use.status, "True");
+        assert!(
+            in_use.message.contains("12 IAMRole(s)"),
+            "{}",
+            in_use.message
+        );
+        assert!(in_use.message.contains("ns/role-0") && in_use.message.contains("and 2 more"));
+        let again = provider_in_use_status(Some(&status), &dependents, Some(2), &at(3));
+        assert!(
+            !status_changed(Some(&status), &again),
+            "nothing to write twice"
+        );
     }
 
     fn find<'a>(conditions: &'a [Condition], type_: &str) -> &'a Condition {

@@ -1,5 +1,7 @@
 //! A real Kubernetes control plane on 127.0.0.1: etcd and kube-apiserver with token authentication,
-//! RBAC, and a kubeconfig for an admin user. Starts processes and writes files in the stack directory.
+//! RBAC, and a kubeconfig for an admin user, and kube-controller-manager running the namespace and
+//! garbage-collector controllers (so namespace deletion and owner references behave as in a
+//! cluster). Starts processes and writes files in the stack directory.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,8 +15,9 @@ use crate::wait::{self, free_port};
 
 const ADMIN_TOKEN: &str = "local-stack-admin-token";
 
-/// etcd and kube-apiserver, stopped when dropped (API server first).
+/// etcd, kube-apiserver and kube-controller-manager, stopped when dropped (in reverse order).
 pub struct ControlPlane {
+    controller_manager: ManagedProcess,
     apiserver: ManagedProcess,
     etcd: ManagedProcess,
     /// HTTPS port of the API server.
@@ -96,24 +99,17 @@ impl ControlPlane {
             ))
             .arg("--service-cluster-ip-range=10.96.0.0/24")
             .arg("--allow-privileged=true");
-        let apiserver = ManagedProcess::spawn("kube-apiserver", apiserver_cmd, dir)?;
+        let mut apiserver = ManagedProcess::spawn("kube-apiserver", apiserver_cmd, dir)?;
         let kubeconfig = dir.join("kubeconfig");
         fs::write(
             &kubeconfig,
             kubeconfig_yaml(port, &cert_dir.join("apiserver.crt")),
         )
         .map_err(|e| StackError::io("write kubeconfig", e))?;
-        let mut plane = ControlPlane {
-            apiserver,
-            etcd,
-            port,
-            kubeconfig,
-        };
         let kubectl = tools.kubectl.clone();
-        let kubeconfig = plane.kubeconfig.clone();
         wait::until("kube-apiserver /readyz", Duration::from_secs(90), || {
-            plane.apiserver.ensure_running()?;
-            plane.etcd.ensure_running()?;
+            apiserver.ensure_running()?;
+            etcd.ensure_running()?;
             let out = Command::new(&kubectl)
                 .arg(format!("--kubeconfig={}", kubeconfig.display()))
                 .args(["get", "--raw", "/readyz"])
@@ -121,13 +117,43 @@ impl ControlPlane {
                 .map_err(|e| StackError::io("run kubectl", e))?;
             Ok(out.status.success() && out.stdout.starts_with(b"ok"))
         })?;
-        Ok(plane)
+        let mut controller_manager_cmd = Command::new(&tools.kube_controller_manager);
+        controller_manager_cmd
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg(format!(
+                "--authentication-kubeconfig={}",
+                kubeconfig.display()
+            ))
+            .arg(format!(
+                "--authorization-kubeconfig={}",
+                kubeconfig.display()
+            ))
+            .arg("--controllers=namespace-controller,garbage-collector-controller")
+            .arg("--leader-elect=false")
+            .arg("--use-service-account-credentials=false")
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--secure-port={}", free_port()?))
+            .arg(format!(
+                "--cert-dir={}",
+                dir.join("controller-manager-certs").display()
+            ));
+        let controller_manager =
+            ManagedProcess::spawn("kube-controller-manager", controller_manager_cmd, dir)?;
+        Ok(ControlPlane {
+            controller_manager,
+            apiserver,
+            etcd,
+            port,
+            kubeconfig,
+        })
     }
 
-    /// The last lines of the API server's and etcd's logs.
+    /// The last lines of the controller manager's, the API server's and etcd's logs.
     pub fn log_tails(&self, lines: usize) -> String {
         format!(
-            "--- {}\n{}\n--- {}\n{}",
+            "--- {}\n{}\n--- {}\n{}\n--- {}\n{}",
+            self.controller_manager.name(),
+            self.controller_manager.log_tail(lines),
             self.apiserver.name(),
             self.apiserver.log_tail(lines),
             self.etcd.name(),
@@ -138,6 +164,7 @@ impl ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
+        self.controller_manager.stop(Duration::from_secs(5));
         self.apiserver.stop(Duration::from_secs(10));
         self.etcd.stop(Duration::from_secs(5));
     }

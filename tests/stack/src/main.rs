@@ -94,7 +94,7 @@ fn run(args: Args) -> Result<(), StackError> {
     if stack_dir.exists() {
         fs::remove_dir_all(&stack_dir).map_err(io("clear the previous stack directory"))?;
     }
-    eprintln!("starting etcd, kube-apiserver, moto and the operator ...");
+    eprintln!("starting etcd, kube-apiserver, kube-controller-manager, moto and the operator ...");
     let stack = Stack::start(StackOptions {
         repo_root: args.repo_root.clone(),
         operator_bin: args.operator_bin.clone(),
@@ -124,7 +124,7 @@ fn run(args: Args) -> Result<(), StackError> {
         &env_file,
         format!(
             "export KUBECONFIG={}\nexport PATH={}:$PATH\nexport AWS_ENDPOINT_URL={moto}\nexport AWS_ACCESS_KEY_ID=test\n\
-             export AWS_SECRET_ACCESS_KEY=test\nexport AWS_REGION=us-east-1\n",
+             export AWS_SECRET_ACCESS_KEY=test\nexport AWS_REGION=us-east-1\nexport AWS_DEFAULT_REGION=us-east-1\n",
             kubeconfig.display(),
             bin.display()
         ),
@@ -139,7 +139,8 @@ fn run(args: Args) -> Result<(), StackError> {
         "\ninfra-operator is running on a local control plane.\n\n  source {}\n  kubectl get awsproviders\n  \
          kubectl apply -f manifests/examples/iamrole-e2e-ec2-role.yaml\n  kubectl get iamrole e2e-ec2-role -o yaml\n  \
          kubectl apply -f tests/fixtures/bad/   # refused, each with its rule\n\n  webhook  https://127.0.0.1:{}  \
-         metrics http://127.0.0.1:{}/metrics\n  moto     {moto}\n  logs     {}\n\nCtrl-C stops everything.",
+         metrics http://127.0.0.1:{}/metrics\n  moto     {moto}\n  logs     {} (etcd, kube-apiserver, \
+         kube-controller-manager, moto, operator)\n\nCtrl-C stops everything.",
         env_file.display(),
         operator.0,
         operator.1,

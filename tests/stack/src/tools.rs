@@ -1,5 +1,5 @@
-//! Where the stack's programs are: etcd from the `etcd-bin-vendored` crate, kube-apiserver built by
-//! `build-kube-apiserver.sh`, kubectl and moto from the Python environment made by `make tools`, all
+//! Where the stack's programs are: etcd from the `etcd-bin-vendored` crate, kube-apiserver and
+//! kube-controller-manager built by `build-kube.sh`, kubectl and moto from the Python environment made by `make tools`, all
 //! cached under `~/.cache/infra-operator` (or `$INFRA_OPERATOR_CACHE`). Reads the file system only.
 
 use std::env;
@@ -17,6 +17,8 @@ pub struct Tools {
     pub etcd: PathBuf,
     /// kube-apiserver.
     pub kube_apiserver: PathBuf,
+    /// kube-controller-manager (namespace deletion, garbage collection).
+    pub kube_controller_manager: PathBuf,
     /// kubectl.
     pub kubectl: PathBuf,
     /// moto's `moto_server`.
@@ -45,12 +47,14 @@ impl Tools {
         let tools = Tools {
             etcd,
             kube_apiserver: cache.join(format!("bin/kube-apiserver-{version}")),
+            kube_controller_manager: cache.join(format!("bin/kube-controller-manager-{version}")),
             kubectl: cache.join("venv/bin/kubectl"),
             moto_server: cache.join("venv/bin/moto_server"),
         };
         for path in [
             &tools.etcd,
             &tools.kube_apiserver,
+            &tools.kube_controller_manager,
             &tools.kubectl,
             &tools.moto_server,
         ] {

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Builds a real kube-apiserver from the Go module proxy and caches it outside the repository.
-# Usage: build-kube-apiserver.sh [VERSION]   (prints the binary's path; a cached binary is reused)
+# Builds a real Kubernetes component (kube-apiserver or kube-controller-manager) from the Go module
+# proxy and caches it outside the repository. Both come from one wrapper module per version.
+# Usage: build-kube.sh COMPONENT [VERSION]   (prints the binary's path; a cached binary is reused)
 set -euo pipefail
 
-version="${1:-${KUBE_VERSION:-v1.34.4}}"
+component="${1:?usage: build-kube.sh kube-apiserver|kube-controller-manager [VERSION]}"
+version="${2:-${KUBE_VERSION:-v1.34.4}}"
+case "$component" in
+  kube-apiserver) command_pkg="k8s.io/kubernetes/cmd/kube-apiserver/app"; new_command="app.NewAPIServerCommand()" ;;
+  kube-controller-manager) command_pkg="k8s.io/kubernetes/cmd/kube-controller-manager/app"; new_command="app.NewControllerManagerCommand()" ;;
+  *) echo "unknown component $component" >&2; exit 2 ;;
+esac
 cache="${INFRA_OPERATOR_CACHE:-$HOME/.cache/infra-operator}"
-bin="$cache/bin/kube-apiserver-$version"
+bin="$cache/bin/$component-$version"
 if [ -x "$bin" ]; then
   echo "$bin"
   exit 0
 fi
-command -v go >/dev/null || { echo "go is required to build kube-apiserver" >&2; exit 1; }
+command -v go >/dev/null || { echo "go is required to build $component" >&2; exit 1; }
 
-work="$cache/build/kube-apiserver-$version"
+work="$cache/build/$component-$version"
 mkdir -p "$work" "$cache/bin"
 cd "$work"
 
@@ -23,7 +30,7 @@ GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$version" >/dev/null
 kmod="$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$version.mod"
 
 {
-  echo "module infra-operator.local/kube-apiserver"
+  echo "module infra-operator.local/$component"
   echo
   echo "go 1.24"
   echo
@@ -32,19 +39,19 @@ kmod="$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$version.mod"
   grep -E '=> \./staging/' "$kmod" | awk -v v="$staging_version" '{print "replace " $1 " => " $1 " " v}'
 } > go.mod
 
-cat > main.go <<'GO'
-// Command kube-apiserver: the upstream API server, built from the module proxy for local tests.
+cat > main.go <<GO
+// Command $component: the upstream component, built from the module proxy for local tests.
 package main
 
 import (
 	"os"
 
 	"k8s.io/component-base/cli"
-	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	"$command_pkg"
 )
 
 func main() {
-	os.Exit(cli.Run(app.NewAPIServerCommand()))
+	os.Exit(cli.Run($new_command))
 }
 GO
 
