@@ -198,6 +198,16 @@ impl World {
         .unwrap_or_else(|e| panic!("patch IAMRole {name} with {patch}: {e}"));
     }
 
+    /// Sets the AWSProvider's finalizers (`null`: none), as someone forcing its removal would.
+    fn patch_provider_finalizers(&self, name: &str, finalizers: Value) {
+        let patch = json!({"metadata": {"finalizers": finalizers}});
+        self.block_on(
+            self.providers()
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .unwrap_or_else(|e| panic!("patch AWSProvider {name} with {patch}: {e}"));
+    }
+
     fn delete_role_object(&self, name: &str) {
         self.block_on(self.roles().delete(name, &DeleteParams::default()))
             .unwrap_or_else(|e| panic!("delete IAMRole {name}: {e}"));
@@ -763,8 +773,9 @@ fn lost_status_still_detaches(world: &World) {
 }
 
 /// Step 4: Deletion: `Delete` empties the role (instance profile, managed policies — also one
-/// attached by hand — and inline policies) and deletes it; `Retain` leaves it; with the provider
-/// gone, the condition says why and switching to `Retain` releases the object.
+/// attached by hand — and inline policies) and deletes it; `Retain` leaves it; a provider deleted
+/// first waits for its role; with the provider really gone, the condition says why and switching
+/// to `Retain` releases the object.
 fn deletion(world: &World) {
     // Delete, with an instance profile and policies in the way.
     let profile = "e2e-update-target-profile";
@@ -816,27 +827,82 @@ fn deletion(world: &World) {
         "role deleted from IAM despite Retain"
     );
 
-    // The provider is gone before the role.
+    // The provider deleted before its role waits for it (in-use protection), with a condition
+    // naming it; the role is then deleted in IAM with the provider's credentials, and the provider
+    // goes with it.
     let moto = world.stack.moto_url().expect("moto");
-    world.apply(&format!(
+    let doomed_provider = format!(
         r#"{{"apiVersion":"aws-infra-operator.runner.codes/v1alpha1","kind":"AWSProvider",
         "metadata":{{"name":"doomed","namespace":"{NS}"}},
         "spec":{{"region":"us-east-1","endpoint":"{moto}",
           "accessKeyIDRef":{{"name":"aws-credentials","key":"access-key-id"}},
           "secretAccessKeyRef":{{"name":"aws-credentials","key":"secret-access-key"}}}}}}"#
-    ));
-    world.apply(&role_manifest(
-        "orphan",
-        json!({
-            "providerRef": {"name": "doomed"},
-            "roleName": "e2e-orphan-role",
-            "assumeRolePolicyDocument": EC2_TRUST,
-        }),
-    ));
-    world.wait_converged("orphan", &BTreeSet::new());
+    );
+    let orphan = |name: &str, role_name: &str| {
+        role_manifest(
+            name,
+            json!({
+                "providerRef": {"name": "doomed"},
+                "roleName": role_name,
+                "assumeRolePolicyDocument": EC2_TRUST,
+            }),
+        )
+    };
+    world.apply(&doomed_provider);
+    world.apply(&orphan("dependent", "e2e-dependent-role"));
+    world.wait_converged("dependent", &BTreeSet::new());
     world
         .block_on(world.providers().delete("doomed", &DeleteParams::default()))
         .expect("delete provider");
+    let in_use = poll("AWSProvider doomed InUse", TIMEOUT, || {
+        let provider = world
+            .block_on(world.providers().get_opt("doomed"))
+            .map_err(|e| e.to_string())?
+            .ok_or("the provider is gone while a role uses it")?;
+        provider
+            .status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "InUse"))
+            .map(|c| c.message)
+            .ok_or_else(|| "no InUse condition".to_owned())
+    });
+    assert!(in_use.contains("default/dependent"), "{in_use}");
+    world.delete_role_object("dependent");
+    world.wait_gone("dependent");
+    assert!(
+        world
+            .observe("e2e-dependent-role")
+            .expect("observe")
+            .is_none(),
+        "role still in IAM after Delete"
+    );
+    poll("AWSProvider doomed released", TIMEOUT, || {
+        match world
+            .block_on(world.providers().get_opt("doomed"))
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(()),
+            Some(_) => Err("still there".to_owned()),
+        }
+    });
+
+    // A provider that is really gone (its finalizer removed by hand): the condition says why and
+    // switching to `Retain` releases the object.
+    world.apply(&doomed_provider);
+    world.apply(&orphan("orphan", "e2e-orphan-role"));
+    world.wait_converged("orphan", &BTreeSet::new());
+    world.patch_provider_finalizers("doomed", json!(null));
+    world
+        .block_on(world.providers().delete("doomed", &DeleteParams::default()))
+        .expect("delete provider");
+    poll("AWSProvider doomed gone", TIMEOUT, || {
+        match world
+            .block_on(world.providers().get_opt("doomed"))
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(()),
+            Some(_) => Err("still there".to_owned()),
+        }
+    });
     world.delete_role_object("orphan");
     let message = world.wait_not_ready("orphan", "ProviderNotFound");
     assert!(message.contains("Retain"), "no way out named: {message}");
