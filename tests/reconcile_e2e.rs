@@ -198,6 +198,16 @@ impl World {
         .unwrap_or_else(|e| panic!("patch IAMRole {name} with {patch}: {e}"));
     }
 
+    fn wait_provider_gone(&self, name: &str) {
+        poll(&format!("AWSProvider {name} gone"), TIMEOUT, || match self
+            .block_on(self.providers().get_opt(name))
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(()),
+            Some(_) => Err("still there".to_owned()),
+        });
+    }
+
     /// Sets the AWSProvider's finalizers (`null`: none), as someone forcing its removal would.
     fn patch_provider_finalizers(&self, name: &str, finalizers: Value) {
         let patch = json!({"metadata": {"finalizers": finalizers}});
@@ -875,15 +885,7 @@ fn deletion(world: &World) {
             .is_none(),
         "role still in IAM after Delete"
     );
-    poll("AWSProvider doomed released", TIMEOUT, || {
-        match world
-            .block_on(world.providers().get_opt("doomed"))
-            .map_err(|e| e.to_string())?
-        {
-            None => Ok(()),
-            Some(_) => Err("still there".to_owned()),
-        }
-    });
+    world.wait_provider_gone("doomed");
 
     // A provider that is really gone (its finalizer removed by hand): the condition says why and
     // switching to `Retain` releases the object.
@@ -894,15 +896,7 @@ fn deletion(world: &World) {
     world
         .block_on(world.providers().delete("doomed", &DeleteParams::default()))
         .expect("delete provider");
-    poll("AWSProvider doomed gone", TIMEOUT, || {
-        match world
-            .block_on(world.providers().get_opt("doomed"))
-            .map_err(|e| e.to_string())?
-        {
-            None => Ok(()),
-            Some(_) => Err("still there".to_owned()),
-        }
-    });
+    world.wait_provider_gone("doomed");
     world.delete_role_object("orphan");
     let message = world.wait_not_ready("orphan", "ProviderNotFound");
     assert!(message.contains("Retain"), "no way out named: {message}");

@@ -503,8 +503,8 @@ async fn a_throttled_call_is_transient_and_the_next_pass_finishes_the_rest() {
     );
 }
 
-#[tokio::test]
-async fn deletion_empties_the_role_and_leaves_foreign_ones() {
+/// An IAM holding the role `app-role` of [`owner`], created with the policy `S3`.
+async fn with_own_role() -> (FakeIam, String) {
     let iam = FakeIam::default();
     let owner = owner();
     sync_role(
@@ -514,6 +514,12 @@ async fn deletion_empties_the_role_and_leaves_foreign_ones() {
     )
     .await
     .expect("created");
+    (iam, owner)
+}
+
+#[tokio::test]
+async fn deletion_empties_the_role_and_leaves_foreign_ones() {
+    let (iam, owner) = with_own_role().await;
     iam.with(|s| {
         s.profiles
             .insert("app-role".to_owned(), set(&["web-profile"]));
@@ -556,15 +562,7 @@ async fn deletion_empties_the_role_and_leaves_foreign_ones() {
 
 #[tokio::test]
 async fn a_deletion_interrupted_by_a_fault_finishes_on_the_next_pass() {
-    let iam = FakeIam::default();
-    let owner = owner();
-    sync_role(
-        &iam,
-        intent(&desired(&spec(&[S3])), &owner, false),
-        &Memory::default(),
-    )
-    .await
-    .expect("created");
+    let (iam, owner) = with_own_role().await;
     iam.fail_next("DeleteRolePolicy", AwsErrorKind::ServiceFailure);
     let error = delete_role(&iam, "app-role", &owner)
         .await
