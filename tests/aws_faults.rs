@@ -325,18 +325,18 @@ async fn the_account_rate_holds_at_the_proxy_across_providers() {
     tokio::time::sleep(Duration::from_secs_f64(f64::from(BURST) / RATE + 0.2)).await;
     bench.proxy.clear_calls();
     let started = Instant::now();
-    let mut tasks = Vec::new();
+    let mut readers = Vec::new();
     for clients in clients {
         let iam = clients.iam();
-        tasks.push(tokio::spawn(async move {
+        readers.push(tokio::spawn(async move {
             for n in 0..CALLS / 3 {
                 let missing = iam.observe_role(&format!("absent-{n}")).await;
                 assert_eq!(missing.expect("GetRole answers"), None);
             }
         }));
     }
-    for task in tasks {
-        task.await.expect("reads finish");
+    for reader in readers {
+        reader.await.expect("reads finish");
     }
     let elapsed = started.elapsed();
     let calls = bench.proxy.calls();
