@@ -159,6 +159,32 @@ pub struct ControllerArgs {
         value_parser = clap::value_parser!(u16).range(1..)
     )]
     pub concurrency: u16,
+    /// IAM and STS calls per second sustained, per AWS account (shared by every provider of the
+    /// account; halved for a while when IAM throttles anyway).
+    #[arg(
+        long,
+        env = "INFRA_OPERATOR_IAM_RATE",
+        default_value_t = 20.0,
+        value_parser = iam_rate
+    )]
+    pub iam_rate: f64,
+    /// IAM and STS calls allowed at once per AWS account after a quiet time.
+    #[arg(
+        long,
+        env = "INFRA_OPERATOR_IAM_BURST",
+        default_value_t = 40,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub iam_burst: u32,
+}
+
+/// An IAM rate: a positive, finite number of calls per second.
+fn iam_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err("the IAM rate must be a positive number of calls per second".to_owned());
+    }
+    Ok(rate)
 }
 
 /// A Lease duration: a Go duration of at least one second.
@@ -257,6 +283,8 @@ mod tests {
         assert_eq!(args.controller.lease_duration, Duration::from_secs(90));
         assert_eq!(args.controller.concurrency, 2);
         assert_eq!(args.controller.lease_name, "infra-operator-leader");
+        assert_eq!(args.controller.iam_rate, 20.0);
+        assert_eq!(args.controller.iam_burst, 40);
         assert_eq!(args.webhook.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(args.webhook.review_deadline, DEFAULT_REVIEW_DEADLINE);
     }
@@ -293,10 +321,32 @@ mod tests {
             ("--lease-duration", "500ms"),
             ("--lease-duration", "soon"),
             ("--concurrency", "0"),
+            ("--iam-rate", "0"),
+            ("--iam-rate", "-1"),
+            ("--iam-rate", "inf"),
+            ("--iam-burst", "0"),
         ] {
             let parsed = Cli::try_parse_from(["infra-operator", "controller", flag, value]);
             assert!(parsed.is_err(), "{flag} {value} accepted");
         }
+    }
+
+    #[test]
+    fn iam_rate_and_burst_are_flags() {
+        let cli = Cli::try_parse_from([
+            "infra-operator",
+            "controller",
+            "--iam-rate",
+            "2.5",
+            "--iam-burst",
+            "5",
+        ])
+        .unwrap();
+        let Some(Command::Controller(args)) = cli.command else {
+            panic!("controller expected")
+        };
+        assert_eq!(args.controller.iam_rate, 2.5);
+        assert_eq!(args.controller.iam_burst, 5);
     }
 
     #[test]

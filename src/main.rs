@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use infra_operator::admission::{self, AdmissionMetrics, Limits, WebhookConfig};
-use infra_operator::aws::web_identity_token_file_from_env;
+use infra_operator::aws::{RateConfig, web_identity_token_file_from_env};
 use infra_operator::cli::{
     CertsArgs, Cli, Command, ControllerArgs, ControllerOnlyArgs, RunArgs, ValidateArgs, WebhookArgs,
 };
@@ -131,7 +131,7 @@ fn run_webhook(args: &WebhookArgs) -> anyhow::Result<()> {
 fn run_all(args: &RunArgs) -> anyhow::Result<()> {
     let engine = Arc::new(load_engine(args.webhook.guardrails.as_deref())?);
     let config = webhook_config(&args.webhook);
-    let settings = controller_settings(&args.controller);
+    let settings = controller_settings(&args.controller)?;
     let mut metrics = Metrics::new();
     let admission_metrics = AdmissionMetrics::register(metrics.registry_mut());
     let controller_metrics = ControllerMetrics::register(metrics.registry_mut());
@@ -164,7 +164,7 @@ fn run_all(args: &RunArgs) -> anyhow::Result<()> {
 
 /// The reconciler alone, with the admin endpoints.
 fn run_controller(args: &ControllerOnlyArgs) -> anyhow::Result<()> {
-    let settings = controller_settings(&args.controller);
+    let settings = controller_settings(&args.controller)?;
     let mut metrics = Metrics::new();
     let controller_metrics = ControllerMetrics::register(metrics.registry_mut());
     let readiness = Readiness::default();
@@ -178,9 +178,9 @@ fn run_controller(args: &ControllerOnlyArgs) -> anyhow::Result<()> {
     })
 }
 
-fn controller_settings(args: &ControllerArgs) -> ControllerSettings {
+fn controller_settings(args: &ControllerArgs) -> anyhow::Result<ControllerSettings> {
     let identity = args.identity.clone().unwrap_or_else(default_identity);
-    ControllerSettings {
+    Ok(ControllerSettings {
         lease: LeaseSettings {
             namespace: args.lease_namespace.clone(),
             name: args.lease_name.clone(),
@@ -190,7 +190,8 @@ fn controller_settings(args: &ControllerArgs) -> ControllerSettings {
         },
         concurrency: args.concurrency,
         web_identity_token_file: web_identity_token_file_from_env(),
-    }
+        iam_rate: RateConfig::new(args.iam_rate, args.iam_burst)?,
+    })
 }
 
 /// `<host name>-<process ID>`, unique enough among replicas that were not given `POD_NAME`.

@@ -1,6 +1,8 @@
-//! Accounting of AWS calls: every IAM/STS call is reported to an optional observer by operation and
+//! Accounting and pacing of AWS calls: every IAM/STS call first waits for a token of its account's
+//! rate limiter (when there is one), then is reported to an optional observer by operation and
 //! result — `ok` or the error's reason (`Throttling`, `AccessDenied`, …) — so the controller can
-//! count calls (reads and writes apart) and see why they fail. Does no I/O itself.
+//! count calls (reads and writes apart) and see why they fail. No network I/O itself; waiting for
+//! a token sleeps on the tokio timer.
 
 use std::fmt;
 use std::future::Future;
@@ -10,6 +12,7 @@ use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::error::AwsError;
+use super::rate_limit::Limiter;
 
 /// Told about every AWS call once it finished: `(operation, result)` where operation is the API
 /// name (`GetRole`, `TagRole`, …; one call per page of a list) and result is [`RESULT_OK`] or the
@@ -27,24 +30,38 @@ pub fn is_write(operation: &str) -> bool {
         .any(|prefix| operation.starts_with(prefix))
 }
 
-/// Reports calls to the observer, if any.
+/// Paces calls with the limiter and reports them to the observer, each if any.
 #[derive(Clone, Default)]
 pub(crate) struct Recorder {
     observer: Option<CallObserver>,
+    limiter: Option<Limiter>,
 }
 
 impl fmt::Debug for Recorder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Recorder")
             .field("observer", &self.observer.is_some())
+            .field("limiter", &self.limiter)
             .finish()
     }
 }
 
 impl Recorder {
-    /// A recorder reporting to `observer`.
-    pub(crate) fn new(observer: Option<CallObserver>) -> Self {
-        Recorder { observer }
+    /// A recorder reporting to `observer`, pacing calls with `limiter`.
+    pub(crate) fn new(observer: Option<CallObserver>, limiter: Option<Limiter>) -> Self {
+        Recorder { observer, limiter }
+    }
+
+    /// The limiter pacing the calls, if any.
+    pub(crate) fn limiter(&self) -> Option<&Limiter> {
+        self.limiter.as_ref()
+    }
+
+    /// Waits for the limiter's token for one call (one page of a list).
+    pub(crate) async fn pace(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire().await;
+        }
     }
 
     /// Reports one finished call: [`RESULT_OK`] or the error's reason.
@@ -71,7 +88,15 @@ impl Recorder {
         result
     }
 
-    /// Awaits one SDK call, reports it and maps its error.
+    /// Gives back the token of a call that was not made after all.
+    pub(crate) fn unpace(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.give_back();
+        }
+    }
+
+    /// Waits for a token, awaits one SDK call (which sends nothing before it is awaited), reports
+    /// it and maps its error.
     pub(crate) async fn call<T, E>(
         &self,
         operation: &'static str,
@@ -80,6 +105,7 @@ impl Recorder {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
+        self.pace().await;
         self.outcome(operation, call.await)
     }
 }
@@ -145,11 +171,14 @@ mod tests {
     async fn calls_are_reported_with_their_result() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
-        let recorder = Recorder::new(Some(Arc::new(move |operation, result| {
-            sink.lock()
-                .expect("not poisoned")
-                .push(format!("{operation}={result}"));
-        })));
+        let recorder = Recorder::new(
+            Some(Arc::new(move |operation, result| {
+                sink.lock()
+                    .expect("not poisoned")
+                    .push(format!("{operation}={result}"));
+            })),
+            None,
+        );
         let ok: Result<u8, SdkError<GetRoleError, HttpResponse>> = Ok(1);
         assert_eq!(recorder.call("GetRole", async { ok }).await, Ok(1));
         let failed: Result<u8, SdkError<GetRoleError, HttpResponse>> =

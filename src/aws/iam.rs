@@ -170,7 +170,13 @@ impl IamApi {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let mut all = Vec::new();
-        while let Some(page) = pages.next().await {
+        loop {
+            self.recorder.pace().await;
+            let Some(page) = pages.next().await else {
+                // The last page was the one before: nothing was sent.
+                self.recorder.unpace();
+                break;
+            };
             all.extend(items(self.recorder.outcome(operation, page)?));
         }
         Ok(all)

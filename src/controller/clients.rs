@@ -1,5 +1,6 @@
 //! The AWS clients of each provider, cached per provider generation and referenced Secret
-//! versions, kept across leadership terms. Reads the Secrets a provider references (from the API
+//! versions, kept across leadership terms, paced by the rate limiter of the provider's account
+//! (known from its status once authenticated, provisional before). Reads the Secrets a provider references (from the API
 //! server, only to build clients: the watch cache holds their metadata, never their data); AWS
 //! clients are built here but called elsewhere.
 
@@ -11,10 +12,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 
+use super::metrics::ControllerMetrics;
 use super::model::error::ReconcileError;
 use super::stores::Stores;
 use crate::api::{AWSProvider, SecretKeyRef};
-use crate::aws::{AwsClients, CallObserver, ProviderSettings};
+use crate::aws::{AwsClients, ClientOptions, ProviderSettings, RateLimits, provisional_key};
 
 /// What identifies one build of a provider's AWS clients: when any part changes (the provider's
 /// spec, or a referenced Secret), the clients are built again.
@@ -71,24 +73,27 @@ impl ClientCache {
 pub struct ProviderClients {
     client: Client,
     cache: std::sync::Arc<ClientCache>,
-    observer: CallObserver,
+    metrics: ControllerMetrics,
+    limits: RateLimits,
     /// The web identity token file for providers with `roleARN` (`AWS_WEB_IDENTITY_TOKEN_FILE`).
     web_identity_token_file: Option<PathBuf>,
 }
 
 impl ProviderClients {
-    /// Clients built with `client` (to read Secrets), kept in `cache`, every AWS call reported to
-    /// `observer`.
+    /// Clients built with `client` (to read Secrets), kept in `cache`, every AWS call and attempt
+    /// reported to `metrics` and paced by `limits`.
     pub fn new(
         client: Client,
         cache: std::sync::Arc<ClientCache>,
-        observer: CallObserver,
+        metrics: &ControllerMetrics,
+        limits: RateLimits,
         web_identity_token_file: Option<PathBuf>,
     ) -> Self {
         ProviderClients {
             client,
             cache,
-            observer,
+            metrics: metrics.clone(),
+            limits,
             web_identity_token_file,
         }
     }
@@ -137,7 +142,18 @@ impl ProviderClients {
             name: name.clone(),
             source,
         })?;
-        let clients = AwsClients::new(&settings, Some(self.observer.clone())).await;
+        let account = provider
+            .status
+            .as_ref()
+            .and_then(|status| status.account_id.clone())
+            .filter(|account| !account.is_empty())
+            .unwrap_or_else(|| provisional_key(&settings));
+        let options = ClientOptions {
+            calls: Some(self.metrics.call_observer()),
+            attempts: Some(self.metrics.attempt_observer()),
+            limiter: Some(self.limits.limiter(&account)),
+        };
+        let clients = AwsClients::with_options(&settings, options).await;
         self.cache.insert(cache_key, key, clients.clone());
         Ok(clients)
     }

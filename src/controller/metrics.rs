@@ -1,18 +1,21 @@
 //! Prometheus metrics of the reconciler: reconciles by kind and result, their duration, failed
-//! reconciles by kind and reason, and every AWS API call by operation and result (`ok` or the
-//! error's reason). Registered into the process's registry (the one the admin port serves); in
+//! reconciles by kind and reason, every AWS API call by operation and result (`ok` or the
+//! error's reason), throttled attempts and SDK retries by operation, and each account's IAM rate
+//! limiter (tokens and current rate). Registered into the process's registry (the one the admin port serves); in
 //! memory only.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::aws::CallObserver;
+use crate::aws::{Attempt, AttemptObserver, CallObserver, RateObserver};
 
 /// `result` label of a reconcile that succeeded.
 pub const RESULT_SUCCESS: &str = "success";
@@ -46,15 +49,34 @@ struct CallLabels {
     result: &'static str,
 }
 
+/// Labels of `aws_throttles_total` and `aws_retries_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+}
+
+/// Labels of the rate limiter's gauges: the account ID, or the provisional key of clients not
+/// authenticated yet.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    account: String,
+}
+
 /// `reconciles_total{kind,result}`, `reconcile_duration_seconds{kind}`,
-/// `reconcile_errors_total{kind,reason}` and `aws_api_calls_total{operation,result}` (one per
-/// IAM/STS call, one per page of a list).
+/// `reconcile_errors_total{kind,reason}`, `aws_api_calls_total{operation,result}` (one per
+/// IAM/STS call, one per page of a list), `aws_throttles_total{operation}` (throttled attempts,
+/// retried or not), `aws_retries_total{operation}` (attempts after the first),
+/// `iam_rate_limit_tokens{account}` and `iam_rate_limit_rate{account}`.
 #[derive(Clone, Debug)]
 pub struct ControllerMetrics {
     reconciles: Family<ReconcileLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     duration: Family<KindLabels, Histogram, fn() -> Histogram>,
     aws_calls: Family<CallLabels, Counter>,
+    throttles: Family<OperationLabels, Counter>,
+    retries: Family<OperationLabels, Counter>,
+    rate_tokens: Family<AccountLabels, Gauge<f64, AtomicU64>>,
+    rate: Family<AccountLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl ControllerMetrics {
@@ -65,6 +87,10 @@ impl ControllerMetrics {
             errors: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
             aws_calls: Family::default(),
+            throttles: Family::default(),
+            retries: Family::default(),
+            rate_tokens: Family::default(),
+            rate: Family::default(),
         };
         registry.register(
             "reconciles",
@@ -85,6 +111,26 @@ impl ControllerMetrics {
             "aws_api_calls",
             "AWS IAM and STS API calls, by operation and result",
             metrics.aws_calls.clone(),
+        );
+        registry.register(
+            "aws_throttles",
+            "Attempts of AWS calls answered with a throttling error (retried or not), by operation",
+            metrics.throttles.clone(),
+        );
+        registry.register(
+            "aws_retries",
+            "Attempts of AWS calls after the first (SDK retries), by operation",
+            metrics.retries.clone(),
+        );
+        registry.register(
+            "iam_rate_limit_tokens",
+            "Tokens in the account's IAM rate limiter as of its last use (negative: calls waiting)",
+            metrics.rate_tokens.clone(),
+        );
+        registry.register(
+            "iam_rate_limit_rate",
+            "Current rate of the account's IAM rate limiter, in calls per second (lowered by throttling)",
+            metrics.rate.clone(),
         );
         metrics
     }
@@ -125,6 +171,37 @@ impl ControllerMetrics {
     }
 }
 
+impl ControllerMetrics {
+    /// An observer for [`crate::aws::ClientOptions::attempts`] feeding `aws_throttles_total` and
+    /// `aws_retries_total`.
+    pub fn attempt_observer(&self) -> AttemptObserver {
+        let metrics = self.clone();
+        Arc::new(move |operation, attempt| {
+            let family = match attempt {
+                Attempt::Retry => &metrics.retries,
+                Attempt::Throttled => &metrics.throttles,
+            };
+            family
+                .get_or_create(&OperationLabels {
+                    operation: operation.to_owned(),
+                })
+                .inc();
+        })
+    }
+
+    /// An observer for [`crate::aws::RateLimits::new`] feeding the rate limiter's gauges.
+    pub fn rate_observer(&self) -> RateObserver {
+        let metrics = self.clone();
+        Arc::new(move |account, tokens, rate| {
+            let labels = AccountLabels {
+                account: account.to_owned(),
+            };
+            metrics.rate_tokens.get_or_create(&labels).set(tokens);
+            metrics.rate.get_or_create(&labels).set(rate);
+        })
+    }
+}
+
 /// Buckets from 5 ms to about 80 s.
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
@@ -153,6 +230,11 @@ mod tests {
         observer("TagRole", "ok");
         observer("GetRole", "Throttling");
         metrics.observe_error("IAMRole", "RoleExists");
+        let attempts = metrics.attempt_observer();
+        attempts("CreateRole", Attempt::Throttled);
+        attempts("CreateRole", Attempt::Retry);
+        attempts("CreateRole", Attempt::Retry);
+        metrics.rate_observer()("123456789012", 3.5, 10.0);
         let mut text = String::new();
         encode(&mut text, &registry).expect("encodes");
         assert_eq!(
@@ -191,6 +273,22 @@ mod tests {
                 r#"reconcile_errors_total{kind="IAMRole",reason="RoleExists"}"#
             ),
             Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, r#"aws_throttles_total{operation="CreateRole"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, r#"aws_retries_total{operation="CreateRole"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&text, r#"iam_rate_limit_tokens{account="123456789012"}"#),
+            Some(3.5)
+        );
+        assert_eq!(
+            sample(&text, r#"iam_rate_limit_rate{account="123456789012"}"#),
+            Some(10.0)
         );
     }
 }

@@ -24,6 +24,7 @@ use super::metrics::ControllerMetrics;
 use super::stores::{Stores, providers_of_secret};
 use super::{provider, role};
 use crate::api::{AWSProvider, IAMRole};
+use crate::aws::{RateConfig, RateLimits};
 use crate::serve::Shutdown;
 
 /// Name of this controller in Events (`reportingController`).
@@ -38,6 +39,8 @@ pub struct ControllerSettings {
     pub concurrency: u16,
     /// The web identity token file for providers with `roleARN` (IRSA).
     pub web_identity_token_file: Option<PathBuf>,
+    /// Rate and burst of every AWS account's IAM rate limiter.
+    pub iam_rate: RateConfig,
 }
 
 /// Runs leader election and, while leading, the controllers, until `shutdown` is cancelled. Returns
@@ -56,6 +59,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     let cache = Arc::new(ClientCache::default());
+    let limits = RateLimits::new(settings.iam_rate, Some(metrics.rate_observer()));
     loop {
         let mut until_leading = leading.clone();
         let lead = tokio::select! {
@@ -83,6 +87,7 @@ pub async fn run(
             &settings,
             metrics.clone(),
             Arc::clone(&cache),
+            limits.clone(),
             async move {
                 let _ = providers_stopped.await;
             },
@@ -109,6 +114,7 @@ async fn run_controllers(
     settings: &ControllerSettings,
     metrics: ControllerMetrics,
     cache: Arc<ClientCache>,
+    limits: RateLimits,
     stop_providers: impl Future<Output = ()> + Send + Sync + 'static,
     stop_roles: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -154,7 +160,8 @@ async fn run_controllers(
         clients: ProviderClients::new(
             client.clone(),
             cache,
-            metrics.call_observer(),
+            &metrics,
+            limits,
             settings.web_identity_token_file.clone(),
         ),
         client,

@@ -597,6 +597,7 @@ async fn a_missing_provider_is_reported_in_the_status_and_retried_with_backoff()
     use super::role::{error_policy, reconcile};
     use super::stores::Stores;
     use crate::api::{FINALIZER, IAMRole, ProviderRef};
+    use crate::aws::{RateConfig, RateLimits};
 
     let (service, mut api_server) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
@@ -610,7 +611,8 @@ async fn a_missing_provider_is_reported_in_the_status_and_retried_with_backoff()
         clients: ProviderClients::new(
             client.clone(),
             Arc::new(ClientCache::default()),
-            metrics.call_observer(),
+            &metrics,
+            RateLimits::new(RateConfig::new(20.0, 40).expect("valid"), None),
             None,
         ),
         events: Events::start(Recorder::new(

@@ -1,9 +1,10 @@
-//! A real local control plane for infra-operator on 127.0.0.1: etcd, kube-apiserver, moto (IAM/STS),
-//! kubectl and the operator itself, with the operator's webhooks registered. Used by the end-to-end
-//! tests and by `make run`. Every process is stopped when the [`Stack`] is dropped — also when a test
+//! A real local control plane for infra-operator on 127.0.0.1: etcd, kube-apiserver, moto (IAM/STS)
+//! with an optional fault-injecting proxy in front of it ([`FaultProxy`]), kubectl and the operator
+//! itself, with the operator's webhooks registered. Used by the end-to-end tests and by `make run`. Every process is stopped when the [`Stack`] is dropped — also when a test
 //! panics, in which case the stack directory (logs included) is kept and its path printed.
 
 mod controlplane;
+mod faults;
 mod moto;
 mod operator;
 mod process;
@@ -16,6 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 pub use controlplane::ControlPlane;
+pub use faults::{Call, Fault, FaultProxy, OUTCOME_OK, Rule};
 pub use moto::Moto;
 pub use operator::{Operator, OperatorOptions};
 pub use tools::Tools;
