@@ -406,6 +406,8 @@ enum Failure {
     Status(StatusCode, String),
     #[error("HTTP 503: no memory for another large body now")]
     Busy,
+    #[error("refused: its checks overran the review deadline")]
+    Overdue,
     #[error("wrong answer: {0}")]
     Answer(String),
 }
@@ -421,6 +423,12 @@ struct ReviewOut {
 struct ResponseOut {
     uid: String,
     allowed: bool,
+    status: Option<StatusOut>,
+}
+
+#[derive(Deserialize)]
+struct StatusOut {
+    code: Option<u16>,
 }
 
 fn check(prepared: &Prepared, status: StatusCode, body: &[u8]) -> Result<(), Failure> {
@@ -441,6 +449,12 @@ fn check(prepared: &Prepared, status: StatusCode, body: &[u8]) -> Result<(), Fai
             "uid {} for request {}",
             review.response.uid, prepared.uid
         )));
+    }
+    let overdue = review.response.status.and_then(|s| s.code) == Some(504);
+    if prepared.allowed && !review.response.allowed && overdue {
+        // The webhook fails closed when it cannot check in time: an overloaded server, not a
+        // wrong answer.
+        return Err(Failure::Overdue);
     }
     if review.response.allowed != prepared.allowed {
         return Err(Failure::Answer(format!(
@@ -762,8 +776,11 @@ struct Tally {
     /// Latency of each correct answer, in nanoseconds.
     latencies: Vec<u64>,
     errors: u64,
-    /// Errors that are wrong answers (HTTP status or body), not transport trouble or timeouts.
+    /// Errors that are wrong answers (HTTP status or body), not transport trouble, timeouts or
+    /// refusals for lack of time.
     wrong: u64,
+    /// Errors that are refusals for lack of time (the webhook's review deadline).
+    overdue: u64,
     /// Acceptable 503 answers (no memory for another large body), neither answers nor errors.
     busy: u64,
     first_error: Option<String>,
@@ -783,6 +800,9 @@ impl Tally {
             Err(Failure::Busy) => self.busy += 1,
             Err(failure) => {
                 self.errors += 1;
+                if matches!(failure, Failure::Overdue) {
+                    self.overdue += 1;
+                }
                 if matches!(failure, Failure::Status(..) | Failure::Answer(_)) {
                     self.wrong += 1;
                 }
@@ -796,6 +816,7 @@ impl Tally {
         self.errors += other.errors;
         self.wrong += other.wrong;
         self.busy += other.busy;
+        self.overdue += other.overdue;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }

@@ -237,8 +237,8 @@ struct MixRow {
     hostile: bool,
     seed: Tally,
     worst: Tally,
-    held_opened: u64,
-    held_closed: u64,
+    /// Silent and dripping connections: opened, closed by the server.
+    held: [(u64, u64); 2],
     probes: Probes,
     /// Peak and final resident memory of the process, MiB (peak since the phase began when the
     /// kernel let it be reset, else since the process began).
@@ -279,7 +279,7 @@ async fn phase(
         Vec::new()
     };
     let stop = Shutdown::new();
-    let holds = Arc::new(Holds::default());
+    let holds = [Arc::new(Holds::default()), Arc::new(Holds::default())];
     let mut holders = Vec::new();
     if hostile {
         let tls = clients
@@ -292,12 +292,18 @@ async fn phase(
                 clients.http1.addr,
                 Arc::clone(&tls),
                 i % 2 == 1,
-                Arc::clone(&holds),
+                Arc::clone(&holds[i % 2]),
                 stop.clone(),
             )));
         }
         let settle = Instant::now() + HOLD_SETTLE;
-        while holds.opened.load(Ordering::Relaxed) < HELD as u64 && Instant::now() < settle {
+        let opened = || {
+            holds
+                .iter()
+                .map(|h| h.opened.load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
+        while opened() < HELD as u64 && Instant::now() < settle {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -325,8 +331,12 @@ async fn phase(
         hostile,
         seed: seed?.0,
         worst: worst_tally?.0,
-        held_opened: holds.opened.load(Ordering::Relaxed),
-        held_closed: holds.closed.load(Ordering::Relaxed),
+        held: holds.map(|h| {
+            (
+                h.opened.load(Ordering::Relaxed),
+                h.closed.load(Ordering::Relaxed),
+            )
+        }),
         probes,
         peak_rss,
         peak_reset,
@@ -363,9 +373,9 @@ pub async fn bench(
         PROBE_INTERVAL.as_millis(),
     );
     println!(
-        "| hostile part | seed answers | seed errors | seed p50 | seed p99 | seed max | worst reviews: refused / 503 / errors | worst p50 / max | held: opened / closed by server | probes (failed) | probe p99 | probe max | peak RSS | RSS after |"
+        "| hostile part | seed answers | seed errors (of which overdue) | seed p50 | seed p99 | seed max | worst reviews: refused / 503 / errors | worst p50 / max | held silent: opened / closed by server | held dripping: opened / closed | probes (failed) | probe p99 | probe max | peak RSS | RSS after |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut wrong = 0;
     for row in &mut rows {
         for (what, tally) in [("seed reviews", &row.seed), ("worst reviews", &row.worst)] {
@@ -386,10 +396,11 @@ pub async fn bench(
         let mib = |m: Option<f64>| m.map_or_else(|| "n/a".to_owned(), |m| format!("{m:.0} MiB"));
         let since = if row.peak_reset { "" } else { " (since start)" };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} | {} / {} | {} ({}) | {} | {} | {}{since} | {} |",
+            "| {} | {} | {} ({}) | {} | {} | {} | {} / {} / {} | {} / {} | {} / {} | {} / {} | {} ({}) | {} | {} | {}{since} | {} |",
             if row.hostile { "yes" } else { "no" },
             seed.len(),
             row.seed.errors,
+            row.seed.overdue,
             millis(percentile(seed, 0.5)),
             millis(percentile(seed, 0.99)),
             millis(seed.last().copied().unwrap_or(0)),
@@ -398,8 +409,10 @@ pub async fn bench(
             row.worst.errors,
             millis(percentile(worst, 0.5)),
             millis(worst.last().copied().unwrap_or(0)),
-            row.held_opened,
-            row.held_closed,
+            row.held[0].0,
+            row.held[0].1,
+            row.held[1].0,
+            row.held[1].1,
             probes.len(),
             row.probes.failures,
             millis(percentile(probes, 0.99)),
