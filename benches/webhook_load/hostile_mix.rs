@@ -327,7 +327,7 @@ async fn phase(
     probing.store(true, Ordering::Relaxed);
     stop.cancel();
     for holder in holders {
-        holder.await.context("holder task")?;
+        holder.await.context("held connection")?;
     }
     let probes = prober
         .join()
@@ -480,13 +480,13 @@ pub async fn smoke(clients: &Clients, worst: &Arc<Worst>, admin: SocketAddr) -> 
     for _ in 0..3 {
         tokio::task::spawn_blocking(move || probe(admin))
             .await
-            .context("probe task")?
+            .context("probe")?
             .map_err(|e| anyhow::anyhow!("probe: {e}"))?;
     }
     tokio::time::sleep(SMOKE_HOLD).await;
     stop.cancel();
     for holder in holders {
-        holder.await.context("holder task")?;
+        holder.await.context("held connection")?;
     }
     ensure!(
         holds.opened.load(Ordering::Relaxed) >= 2,
