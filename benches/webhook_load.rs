@@ -14,8 +14,12 @@
 //! `LOAD_SECONDS`, `LOAD_SERVER_THREADS` and `LOAD_CLIENT_THREADS` override the phase length and the
 //! runtime sizes (2 each by default). Without `--bench` (as `cargo test --all-targets` runs it) only a
 //! smoke run of a few requests checks the answers. Network I/O on 127.0.0.1 only; reads the examples
-//! and `/proc/self` (CPU time of each thread, to split the cost between webhook and loader), writes
-//! the certificates into a temporary directory.
+//! and `/proc/self` (CPU time of each thread, to split the cost between webhook and loader, and the
+//! process's resident memory), writes the certificates into a temporary directory.
+//!
+//! After those phases come the hostile-mix phases of [`hostile_mix`] (seed reviews with the worst
+//! reviews, held connections and admin probes beside them, then the same without the hostile part);
+//! `LOAD_HOSTILE_SECONDS` sets their length (the phase length by default).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -34,7 +38,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use infra_operator::admission::{self, AdmissionMetrics, Limits, WebhookConfig};
 use infra_operator::certs::write_certs;
 use infra_operator::guardrails::{Config, Engine, Kind};
-use infra_operator::serve::{Readiness, Shutdown};
+use infra_operator::serve::admin::AdminThread;
+use infra_operator::serve::{AdminServer, Metrics, Readiness, Shutdown};
 use infra_operator::validate::parse_documents;
 use rustls::ClientConfig;
 use rustls::client::Resumption;
@@ -46,6 +51,11 @@ use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio::sync::{Mutex, mpsc};
 use tokio_rustls::TlsConnector;
+
+#[path = "webhook_load/hostile_mix.rs"]
+mod hostile_mix;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 /// Name of the webhook's runtime threads (CPU time is split between server and loader by name).
 const SERVER_THREAD: &str = "webhook-server";
@@ -80,14 +90,26 @@ fn main() -> anyhow::Result<()> {
     let server = Server::start(&server_rt, certs.path())?;
     let roots = roots(&files.ca_cert)?;
     let clients = Clients::new(server.addr, &roots);
+    let worst = Arc::new(hostile_mix::Worst::new()?);
 
     let outcome = match settings.length {
         None => client_rt.block_on(async {
-            tokio::time::timeout(SMOKE_TIMEOUT, smoke(&clients, &workload))
+            let smoked = async {
+                smoke(&clients, &workload).await?;
+                hostile_mix::smoke(&clients, &worst, server.admin).await
+            };
+            tokio::time::timeout(SMOKE_TIMEOUT, smoked)
                 .await
                 .unwrap_or_else(|_| bail!("smoke run took over {SMOKE_TIMEOUT:?}"))
         }),
-        Some(length) => client_rt.block_on(bench(&settings, length, &clients, &workload)),
+        Some(length) => client_rt.block_on(bench(
+            &settings,
+            length,
+            &clients,
+            &workload,
+            &worst,
+            server.admin,
+        )),
     };
     let stopped = server.stop(&server_rt);
     outcome.and(stopped)
@@ -97,6 +119,8 @@ fn main() -> anyhow::Result<()> {
 struct Settings {
     /// Length of each phase; `None` for the smoke run.
     length: Option<Duration>,
+    /// Length of each hostile-mix phase.
+    hostile_length: Duration,
     /// `full` or `quick`.
     label: &'static str,
     server_threads: usize,
@@ -120,6 +144,7 @@ impl Settings {
         let seconds = number("LOAD_SECONDS", if quick { 1 } else { 5 })?;
         Ok(Settings {
             length: flag("--bench").then(|| Duration::from_secs(seconds)),
+            hostile_length: Duration::from_secs(number("LOAD_HOSTILE_SECONDS", seconds)?),
             label: if quick { "quick" } else { "full" },
             server_threads: usize::try_from(number("LOAD_SERVER_THREADS", 2)?)?,
             client_threads: usize::try_from(number("LOAD_CLIENT_THREADS", 2)?)?,
@@ -136,11 +161,15 @@ fn runtime(name: &str, threads: usize) -> anyhow::Result<Runtime> {
         .with_context(|| format!("{name} runtime"))
 }
 
-/// The webhook serving on its own runtime until [`Server::stop`].
+/// The webhook serving on its own runtime, and the admin server on its own thread, until
+/// [`Server::stop`].
 struct Server {
     addr: SocketAddr,
+    /// The plain-HTTP admin server (`/healthz`).
+    admin: SocketAddr,
     stop: Shutdown,
     task: tokio::task::JoinHandle<Result<(), admission::WebhookError>>,
+    admin_thread: AdminThread,
 }
 
 impl Server {
@@ -157,14 +186,33 @@ impl Server {
             .context("webhook binds")?;
         let addr = bound.https_addr();
         let stop = Shutdown::new();
-        let task = rt.spawn(bound.serve(Readiness::default(), stop.clone()));
-        Ok(Server { addr, stop, task })
+        let readiness = Readiness::default();
+        let admin_server =
+            AdminServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).context("admin binds")?;
+        let admin = admin_server.local_addr();
+        let admin_thread = admin_server
+            .spawn(Arc::new(Metrics::new()), readiness.clone(), stop.clone())
+            .context("admin server starts")?;
+        let task = rt.spawn(bound.serve(readiness, stop.clone()));
+        Ok(Server {
+            addr,
+            admin,
+            stop,
+            task,
+            admin_thread,
+        })
     }
 
     fn stop(self, rt: &Runtime) -> anyhow::Result<()> {
         self.stop.cancel();
         let patience = admission::server::DRAIN_TIMEOUT + Duration::from_secs(5);
-        let waited = rt.block_on(async { tokio::time::timeout(patience, self.task).await });
+        let waited = rt.block_on(async {
+            let waited = tokio::time::timeout(patience, self.task).await;
+            tokio::time::timeout(patience, self.admin_thread.stopped())
+                .await
+                .context("admin server did not stop in time")?;
+            anyhow::Ok(waited)
+        })?;
         waited
             .context("webhook did not stop in time")?
             .context("webhook task failed")?
@@ -179,16 +227,23 @@ struct Template {
     uid_at: usize,
     path: &'static str,
     allowed: bool,
+    /// Whether 503 (no memory for another large body now) is an acceptable answer.
+    busy_ok: bool,
 }
 
 impl Template {
+    /// The uid every template is built with, replaced by [`Template::prepare`].
+    fn placeholder() -> String {
+        format!("{UID_PREFIX}{:0UID_DIGITS$}", 0)
+    }
+
     fn new(object: &Value, path: &'static str, allowed: bool) -> anyhow::Result<Template> {
-        let placeholder = format!("\"{UID_PREFIX}{:0UID_DIGITS$}\"", 0);
+        let placeholder = Template::placeholder();
         let review = json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
             "request": {
-                "uid": placeholder.trim_matches('"'),
+                "uid": placeholder,
                 "kind": {"group": "aws-infra-operator.runner.codes", "version": "v1alpha1", "kind": "IAMRole"},
                 "resource": {"group": "aws-infra-operator.runner.codes", "version": "v1alpha1", "resource": "iamroles"},
                 "requestKind": {"group": "aws-infra-operator.runner.codes", "version": "v1alpha1", "kind": "IAMRole"},
@@ -202,10 +257,20 @@ impl Template {
                 "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
             }
         });
-        let body = serde_json::to_vec(&review)?;
+        Template::from_body(serde_json::to_vec(&review)?, path, allowed, false)
+    }
+
+    /// A template from a serialized review whose uid is [`Template::placeholder`].
+    fn from_body(
+        body: Vec<u8>,
+        path: &'static str,
+        allowed: bool,
+        busy_ok: bool,
+    ) -> anyhow::Result<Template> {
+        let quoted = format!("\"{}\"", Template::placeholder());
         let uid_at = body
-            .windows(placeholder.len())
-            .position(|w| w == placeholder.as_bytes())
+            .windows(quoted.len())
+            .position(|w| w == quoted.as_bytes())
             .context("uid placeholder in the serialized review")?
             + 1;
         Ok(Template {
@@ -213,6 +278,7 @@ impl Template {
             uid_at,
             path,
             allowed,
+            busy_ok,
         })
     }
 
@@ -226,6 +292,7 @@ impl Template {
             uid,
             path: self.path,
             allowed: self.allowed,
+            busy_ok: self.busy_ok,
         }
     }
 }
@@ -236,6 +303,12 @@ struct Prepared {
     uid: String,
     path: &'static str,
     allowed: bool,
+    busy_ok: bool,
+}
+
+/// Where a phase's requests come from.
+trait Source: Send + Sync + 'static {
+    fn next(&self) -> Prepared;
 }
 
 /// The request mix: each seed IAMRole to `/validate` then `/mutate`, round robin, numbered uids.
@@ -300,15 +373,22 @@ impl Workload {
         })
     }
 
-    fn next(&self) -> Prepared {
-        let n = self.sent.fetch_add(1, Ordering::Relaxed);
-        let index = usize::try_from(n % self.templates.len() as u64).unwrap_or(0);
-        self.templates[index].prepare(n)
-    }
-
     fn roles(&self) -> usize {
         self.templates.len() / 2
     }
+}
+
+impl Source for Workload {
+    fn next(&self) -> Prepared {
+        round_robin(&self.templates, &self.sent)
+    }
+}
+
+/// The next of `templates` in turn, numbered by `sent`.
+fn round_robin(templates: &[Template], sent: &AtomicU64) -> Prepared {
+    let n = sent.fetch_add(1, Ordering::Relaxed);
+    let index = usize::try_from(n % templates.len() as u64).unwrap_or(0);
+    templates[index].prepare(n)
 }
 
 /// Why one request did not get the right answer.
@@ -324,6 +404,10 @@ enum Failure {
     Late,
     #[error("HTTP {0}: {1}")]
     Status(StatusCode, String),
+    #[error("HTTP 503: no memory for another large body now")]
+    Busy,
+    #[error("refused: its checks overran the review deadline")]
+    Overdue,
     #[error("wrong answer: {0}")]
     Answer(String),
 }
@@ -339,9 +423,18 @@ struct ReviewOut {
 struct ResponseOut {
     uid: String,
     allowed: bool,
+    status: Option<StatusOut>,
+}
+
+#[derive(Deserialize)]
+struct StatusOut {
+    code: Option<u16>,
 }
 
 fn check(prepared: &Prepared, status: StatusCode, body: &[u8]) -> Result<(), Failure> {
+    if status == StatusCode::SERVICE_UNAVAILABLE && prepared.busy_ok {
+        return Err(Failure::Busy);
+    }
     if status != StatusCode::OK {
         let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
         return Err(Failure::Status(status, text));
@@ -356,6 +449,12 @@ fn check(prepared: &Prepared, status: StatusCode, body: &[u8]) -> Result<(), Fai
             "uid {} for request {}",
             review.response.uid, prepared.uid
         )));
+    }
+    let overdue = review.response.status.and_then(|s| s.code) == Some(504);
+    if prepared.allowed && !review.response.allowed && overdue {
+        // The webhook fails closed when it cannot check in time: an overloaded server, not a
+        // wrong answer.
+        return Err(Failure::Overdue);
     }
     if review.response.allowed != prepared.allowed {
         return Err(Failure::Answer(format!(
@@ -677,8 +776,13 @@ struct Tally {
     /// Latency of each correct answer, in nanoseconds.
     latencies: Vec<u64>,
     errors: u64,
-    /// Errors that are wrong answers (HTTP status or body), not transport trouble or timeouts.
+    /// Errors that are wrong answers (HTTP status or body), not transport trouble, timeouts or
+    /// refusals for lack of time.
     wrong: u64,
+    /// Errors that are refusals for lack of time (the webhook's review deadline).
+    overdue: u64,
+    /// Acceptable 503 answers (no memory for another large body), neither answers nor errors.
+    busy: u64,
     first_error: Option<String>,
     last_done: Option<Instant>,
 }
@@ -693,8 +797,12 @@ impl Tally {
                 self.latencies.push(nanos);
                 self.last_done = Some(done);
             }
+            Err(Failure::Busy) => self.busy += 1,
             Err(failure) => {
                 self.errors += 1;
+                if matches!(failure, Failure::Overdue) {
+                    self.overdue += 1;
+                }
                 if matches!(failure, Failure::Status(..) | Failure::Answer(_)) {
                     self.wrong += 1;
                 }
@@ -707,6 +815,8 @@ impl Tally {
         self.latencies.extend(other.latencies);
         self.errors += other.errors;
         self.wrong += other.wrong;
+        self.busy += other.busy;
+        self.overdue += other.overdue;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -718,7 +828,7 @@ impl Tally {
 /// order. Latency runs from that intended time, so queueing behind a slow answer is counted.
 async fn open_loop(
     lanes: Vec<Lane>,
-    workload: &Arc<Workload>,
+    workload: &Arc<impl Source>,
     rate: u32,
     length: Duration,
 ) -> anyhow::Result<(Tally, Instant)> {
@@ -952,6 +1062,8 @@ async fn bench(
     length: Duration,
     clients: &Clients,
     workload: &Arc<Workload>,
+    worst: &Arc<hostile_mix::Worst>,
+    admin: SocketAddr,
 ) -> anyhow::Result<()> {
     let (probe, negotiated) = clients
         .http1
@@ -1011,9 +1123,10 @@ async fn bench(
         );
     }
     println!();
+    let mut wrong: u64 = rows.iter().map(|r| r.wrong).sum();
+    wrong += hostile_mix::bench(settings.hostile_length, clients, workload, worst, admin).await?;
     // Timeouts and connection failures are part of the measurement (an overloaded server); a wrong
     // answer is a defect.
-    let wrong: u64 = rows.iter().map(|r| r.wrong).sum();
     ensure!(
         wrong == 0,
         "{wrong} requests got a wrong answer (see the messages above)"

@@ -1,12 +1,13 @@
 //! The plain-HTTP admin server: `/healthz` (the process answers), `/readyz` (the process is ready
 //! for traffic) and `/metrics` (Prometheus text). It runs on its own thread with its own
 //! single-threaded runtime, so probes and scrapes are answered promptly however busy the webhook's
-//! workers are. Does network I/O.
+//! workers are. A client gets [`ADMIN_HEADER_TIMEOUT`] to send a request's headers and a connection
+//! with no request for [`ADMIN_IDLE_TIMEOUT`] is closed, so silent connections cannot pile up.
+//! Does network I/O.
 
-use std::future::IntoFuture;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use std::{io, thread};
@@ -16,7 +17,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 use super::Shutdown;
 use super::metrics::{CONTENT_TYPE, Metrics};
@@ -25,6 +32,26 @@ use super::metrics::{CONTENT_TYPE, Metrics};
 pub const ADMIN_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Name of the admin server's thread.
 pub const ADMIN_THREAD: &str = "admin-server";
+/// Longest time to receive a request's headers once a connection is open or a request has begun.
+pub const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// An admin connection with no request for this long is closed.
+pub const ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection asked to close may take before it is dropped.
+const ADMIN_CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The admin server's time limits per connection.
+#[derive(Clone, Copy, Debug)]
+struct Timeouts {
+    header: Duration,
+    idle: Duration,
+}
+
+const TIMEOUTS: Timeouts = Timeouts {
+    header: ADMIN_HEADER_TIMEOUT,
+    idle: ADMIN_IDLE_TIMEOUT,
+};
 
 /// Whether the process is ready for traffic; set by the webhook (or at once by the controller alone)
 /// and read by `/readyz`.
@@ -97,7 +124,12 @@ impl AdminServer {
         let handle = thread::Builder::new()
             .name(ADMIN_THREAD.to_owned())
             .spawn(move || {
-                runtime.block_on(serve(listener, router(metrics, readiness), shutdown));
+                runtime.block_on(serve(
+                    listener,
+                    router(metrics, readiness),
+                    shutdown,
+                    TIMEOUTS,
+                ));
                 tracing::debug!(%addr, "admin server stopped");
                 let _nobody_waits = done.send(());
             })
@@ -106,7 +138,7 @@ impl AdminServer {
     }
 }
 
-async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) {
+async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, timeouts: Timeouts) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(e) => {
@@ -114,20 +146,91 @@ async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) {
             return;
         }
     };
-    let stopping = shutdown.clone();
-    let serving = axum::serve(listener, router)
-        .with_graceful_shutdown(stopping.cancelled_owned())
-        .into_future();
-    tokio::pin!(serving);
-    let drained = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(ADMIN_DRAIN_TIMEOUT).await;
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                tracker.spawn(connection(
+                    stream,
+                    router.clone(),
+                    shutdown.clone(),
+                    timeouts,
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "admin server cannot accept a connection");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(ADMIN_DRAIN_TIMEOUT, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("admin connections still open after shutdown; closing them");
+    }
+}
+
+/// Serves one connection (HTTP/1.1): headers within `timeouts.header`, closed once no request has
+/// arrived for `timeouts.idle` or on shutdown, and dropped [`ADMIN_CLOSE_GRACE`] after that.
+async fn connection(stream: TcpStream, router: Router, shutdown: Shutdown, timeouts: Timeouts) {
+    let opened = Instant::now();
+    // Milliseconds from `opened` to the last request's start or end.
+    let touched = Arc::new(AtomicU64::new(0));
+    let touch = |touched: &AtomicU64| {
+        let since_open = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        touched.store(since_open, Ordering::SeqCst);
     };
-    tokio::select! {
-        result = &mut serving => if let Err(e) = result {
-            tracing::warn!(error = %e, "admin server failed");
-        },
-        () = drained => tracing::warn!("admin connections still open after shutdown; closing them"),
+    let service = {
+        let touched = Arc::clone(&touched);
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            touch(&touched);
+            let touched = Arc::clone(&touched);
+            let answer = router.clone().oneshot(request.map(axum::body::Body::new));
+            async move {
+                let response = answer.await;
+                touch(&touched);
+                response
+            }
+        })
+    };
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let idle_until =
+        || opened + Duration::from_millis(touched.load(Ordering::SeqCst)) + timeouts.idle;
+    let mut closing_since: Option<Instant> = None;
+    loop {
+        let wake = closing_since.map_or_else(idle_until, |since| since + ADMIN_CLOSE_GRACE);
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, "admin connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.cancelled(), if closing_since.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                closing_since = Some(Instant::now());
+            }
+            () = tokio::time::sleep_until(wake) => match closing_since {
+                Some(_) => return tracing::debug!("admin connection did not close in time; dropping it"),
+                None if Instant::now() >= idle_until() => {
+                    connection.as_mut().graceful_shutdown();
+                    closing_since = Some(Instant::now());
+                }
+                None => {}
+            },
+        }
     }
 }
 
@@ -237,6 +340,99 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// Serves the admin router on 127.0.0.1 with `timeouts`, on this test's runtime.
+    fn serve_with(timeouts: Timeouts, shutdown: &Shutdown) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = router(Arc::new(Metrics::new()), Readiness::default());
+        tokio::spawn(serve(listener, router, shutdown.clone(), timeouts));
+        addr
+    }
+
+    /// How long the server takes to close `stream` (read until end of stream or reset).
+    async fn closed_after(stream: &mut tokio::net::TcpStream) -> Duration {
+        use tokio::io::AsyncReadExt;
+        let started = Instant::now();
+        let mut buffer = [0u8; 1024];
+        let read_until_closed = async {
+            while let Ok(n) = stream.read(&mut buffer).await
+                && n > 0
+            {}
+        };
+        tokio::time::timeout(Duration::from_secs(10), read_until_closed)
+            .await
+            .expect("the server closed the connection");
+        started.elapsed()
+    }
+
+    #[tokio::test]
+    async fn silent_idle_and_half_sent_connections_are_closed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let short = Timeouts {
+            header: Duration::from_millis(300),
+            idle: Duration::from_millis(300),
+        };
+        let bound = Duration::from_secs(3);
+        let shutdown = Shutdown::new();
+        let addr = serve_with(short, &shutdown);
+
+        // Connected and silent.
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let took = closed_after(&mut silent).await;
+        assert!(took < bound, "silent connection closed after {took:?}");
+
+        // Headers that never end.
+        let mut partial = tokio::net::TcpStream::connect(addr).await.unwrap();
+        partial
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        let took = closed_after(&mut partial).await;
+        assert!(took < bound, "half-sent headers closed after {took:?}");
+
+        // One answered request, then nothing.
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 256];
+        let n = idle.read(&mut answer).await.unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+        let took = closed_after(&mut idle).await;
+        assert!(
+            took < bound,
+            "idle keep-alive connection closed after {took:?}"
+        );
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn an_active_keep_alive_connection_stays_open() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let shutdown = Shutdown::new();
+        let addr = serve_with(
+            Timeouts {
+                header: Duration::from_millis(300),
+                idle: Duration::from_millis(300),
+            },
+            &shutdown,
+        );
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // Requests 100 ms apart over 1 s: the connection is never idle for 300 ms.
+        for _ in 0..10 {
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = [0u8; 256];
+            let n = stream.read(&mut answer).await.unwrap();
+            assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "closed too early");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        shutdown.cancel();
     }
 
     #[tokio::test]
