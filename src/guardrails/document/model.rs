@@ -238,9 +238,119 @@ impl<'a> Principal<'a> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::json;
 
+    use super::super::super::{Config, FieldPath, RuleId};
+    use super::super::{PolicyChecker, TrustedBy};
     use super::*;
+
+    /// Real action names of iam, sts, s3, ec2 and lambda.
+    const ACTION_NAMES: &str = include_str!("../../../tests/data/iam-actions.txt");
+
+    fn action_names() -> Vec<&'static str> {
+        ACTION_NAMES
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    }
+
+    /// IAM's wildcard matching, written the plain recursive way.
+    fn brute_matches(pattern: &[u8], name: &[u8]) -> bool {
+        match pattern.split_first() {
+            None => name.is_empty(),
+            Some((b'*', rest)) => (0..=name.len()).any(|k| brute_matches(rest, &name[k..])),
+            Some((&p, rest)) => name.split_first().is_some_and(|(&c, tail)| {
+                (p == b'?' || p.eq_ignore_ascii_case(&c)) && brute_matches(rest, tail)
+            }),
+        }
+    }
+
+    /// An action pattern made from a real name: whole, with a stretch replaced by `*`, with letters
+    /// replaced by `?`, case changed, or a service wildcard.
+    fn action_pattern() -> impl Strategy<Value = String> {
+        let names = action_names();
+        (
+            0..names.len(),
+            0..6u8,
+            any::<prop::sample::Index>(),
+            0..8usize,
+        )
+            .prop_map(move |(i, how, at, length)| {
+                let name = names[i];
+                let start = at.index(name.len() + 1);
+                let end = (start + length).min(name.len());
+                match how {
+                    0 => name.to_owned(),
+                    1 => format!("{}*{}", &name[..start], &name[end..]),
+                    2 => format!(
+                        "{}{}{}",
+                        &name[..start],
+                        "?".repeat(end - start),
+                        &name[end..]
+                    ),
+                    3 => name.to_uppercase(),
+                    4 => format!("{}*", name.split(':').next().unwrap_or_default()),
+                    _ => format!("*{}", &name[end..]),
+                }
+            })
+    }
+
+    fn statement_of(patterns: &[String], negated: bool) -> Map<String, Value> {
+        let element = if negated { "NotAction" } else { "Action" };
+        object(json!({"Statement": {"Effect": "Allow", element: patterns, "Resource": "*"}}))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// For Action and NotAction lists, whether the statement grants each real action agrees
+        /// with the plain matcher.
+        #[test]
+        fn granted_actions_agree_with_the_plain_matcher(
+            patterns in proptest::collection::vec(action_pattern(), 1..5),
+            negated in any::<bool>(),
+        ) {
+            let document = statement_of(&patterns, negated);
+            let statement = statements(&document).next().unwrap();
+            let actions = statement.actions().unwrap();
+            let mut coverage = Coverage::default();
+            for name in action_names() {
+                let listed = patterns.iter().any(|p| brute_matches(p.as_bytes(), name.as_bytes()));
+                prop_assert_eq!(actions.includes(name, &mut coverage), listed != negated, "{}", name);
+            }
+        }
+
+        /// A NotAction statement is denied for a denied pattern only when it excludes none of the
+        /// pattern's real actions, and always when it plainly excludes none of them.
+        #[test]
+        fn not_action_is_denied_by_what_it_leaves_over(
+            excluded in proptest::collection::vec(action_pattern(), 1..4),
+            denied in action_pattern(),
+        ) {
+            let mut config = Config::default();
+            config.action_wildcard.denied_actions = vec![denied.clone()];
+            let document = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "NotAction": excluded, "Resource": "arn:aws:s3:::b/*"}]}).to_string();
+            let found = PolicyChecker::new().unwrap()
+                .permission_findings(&[(FieldPath::root("d"), &document)], TrustedBy::Others, &config)
+                .into_iter()
+                .any(|f| f.rule == RuleId::ActionWildcard && f.is_deny());
+            let names = action_names();
+            let mut in_denied = names.iter().filter(|n| brute_matches(denied.as_bytes(), n.as_bytes()));
+            let leaves_out_one = in_denied
+                .any(|n| excluded.iter().any(|e| brute_matches(e.as_bytes(), n.as_bytes())));
+            if leaves_out_one {
+                prop_assert!(!found, "{excluded:?} excludes part of {denied}");
+            }
+            let disjoint = excluded.iter().all(|e| !e.contains(['*', '?']))
+                && !denied.contains(['*', '?'])
+                && !excluded.iter().any(|e| e.eq_ignore_ascii_case(&denied));
+            if disjoint {
+                prop_assert!(found, "{excluded:?} leaves {denied} whole");
+            }
+        }
+    }
 
     fn object(value: Value) -> Map<String, Value> {
         match value {
