@@ -5,23 +5,24 @@
 
 use super::arn;
 
-/// Whether the managed policy `policy_arn` is the one the `deniedManagedPolicies` entry `entry` names.
-pub fn is_denied(entry: &str, policy_arn: &str) -> bool {
-    let Ok(policy) = arn::parse(policy_arn) else {
-        return false;
-    };
-    if !policy.service.eq_ignore_ascii_case("iam") {
-        return false;
-    }
-    match arn::parse(entry) {
-        Ok(denied) => {
-            denied.service.eq_ignore_ascii_case(policy.service)
-                && denied.region == policy.region
-                && denied.account.eq_ignore_ascii_case(policy.account)
-                && denied.resource.eq_ignore_ascii_case(policy.resource)
-        }
-        Err(_) => policy_name(policy.resource).is_some_and(|name| name.eq_ignore_ascii_case(entry)),
-    }
+/// The first of the `deniedManagedPolicies` entries that names the managed policy `policy_arn`.
+pub fn denied_by<'e>(entries: &'e [String], policy_arn: &str) -> Option<&'e str> {
+    let policy = arn::parse(policy_arn)
+        .ok()
+        .filter(|p| p.service.eq_ignore_ascii_case("iam"))?;
+    let name = policy_name(policy.resource)?;
+    entries
+        .iter()
+        .map(String::as_str)
+        .find(|entry| match arn::parse(entry) {
+            Ok(denied) => {
+                denied.service.eq_ignore_ascii_case(policy.service)
+                    && denied.region == policy.region
+                    && denied.account.eq_ignore_ascii_case(policy.account)
+                    && denied.resource.eq_ignore_ascii_case(policy.resource)
+            }
+            Err(_) => name.eq_ignore_ascii_case(entry),
+        })
 }
 
 /// Why `entry` cannot be a `deniedManagedPolicies` entry, or `None` when it can.
@@ -45,6 +46,10 @@ fn policy_name(resource: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn is_denied(entry: &str, policy_arn: &str) -> bool {
+        denied_by(&[entry.to_owned()], policy_arn).is_some()
+    }
 
     #[test]
     fn names_are_denied_in_every_partition_account_and_path() {

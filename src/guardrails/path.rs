@@ -27,17 +27,40 @@ impl FieldPath {
         if self.0.is_empty() {
             return FieldPath(name.into_owned());
         }
-        FieldPath(format!("{}.{name}", self.0))
+        self.extended(&[".", &name])
     }
 
     /// The path of a list element (`a[3]`).
     pub fn index(&self, i: usize) -> Self {
-        FieldPath(format!("{}[{i}]", self.0))
+        let mut digits = [0; 20];
+        let mut at = digits.len();
+        let mut rest = i;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        let digits = std::str::from_utf8(&digits[at..]).unwrap_or_default();
+        self.extended(&["[", digits, "]"])
     }
 
     /// The path of a map entry (`a[key]`).
     pub fn key(&self, key: &str) -> Self {
-        FieldPath(format!("{}[{}]", self.0, segment(key)))
+        self.extended(&["[", &segment(key), "]"])
+    }
+
+    /// This path followed by `parts`.
+    fn extended(&self, parts: &[&str]) -> Self {
+        let length = self.0.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut path = String::with_capacity(length);
+        path.push_str(&self.0);
+        for part in parts {
+            path.push_str(part);
+        }
+        FieldPath(path)
     }
 
     /// The path as text.
@@ -48,6 +71,9 @@ impl FieldPath {
 
 /// `name`, cut after [`MAX_SEGMENT`] characters.
 fn segment(name: &str) -> Cow<'_, str> {
+    if name.len() <= MAX_SEGMENT {
+        return Cow::Borrowed(name);
+    }
     match name.char_indices().nth(MAX_SEGMENT) {
         Some((cut, _)) => Cow::Owned(format!("{}…", &name[..cut])),
         None => Cow::Borrowed(name),
@@ -83,6 +109,15 @@ mod tests {
             "spec.tags[Team]"
         );
         assert_eq!(FieldPath::default().field("spec").as_str(), "spec");
+        let root = FieldPath::root("a");
+        for (i, text) in [
+            (0, "a[0]"),
+            (7, "a[7]"),
+            (10, "a[10]"),
+            (usize::MAX, "a[18446744073709551615]"),
+        ] {
+            assert_eq!(root.index(i).as_str(), text);
+        }
     }
 
     #[test]

@@ -260,11 +260,7 @@ fn check_managed_policies(
                 quote(policy_arn)
             ));
         }
-        if let Some(entry) = config
-            .denied_managed_policies
-            .iter()
-            .find(|entry| denied_policy::is_denied(entry, policy_arn))
-        {
+        if let Some(entry) = denied_policy::denied_by(&config.denied_managed_policies, policy_arn) {
             deny(format!(
                 "{} is denied by the platform guardrails (deniedManagedPolicies: {}); attach a narrower policy instead",
                 quote(policy_arn),

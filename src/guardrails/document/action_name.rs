@@ -13,7 +13,6 @@ use super::quote;
 /// Denies every action of `document` that is not an IAM action name or pattern.
 pub fn check(document: &Map<String, Value>, root: &FieldPath, out: &mut Vec<Finding>) {
     for statement in statements(document) {
-        let path = statement.path(root);
         for name in ["Action", "NotAction"] {
             let Some(actions) = statement.values(name) else {
                 continue;
@@ -22,7 +21,7 @@ pub fn check(document: &Map<String, Value>, root: &FieldPath, out: &mut Vec<Find
                 if let Some(problem) = problem(action) {
                     out.push(Finding::deny(
                         RuleId::PolicyGrammar,
-                        &actions.item_path(&path, j),
+                        &actions.item_path(&statement.path(root), j),
                         format!("{} {problem}", quote(action)),
                     ));
                 }

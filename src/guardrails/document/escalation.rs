@@ -11,7 +11,7 @@
 use super::super::arn::PARTITIONS;
 use super::super::{Config, FieldPath, Finding, RuleId};
 use super::TrustedBy;
-use super::glob::Coverage;
+use super::glob::{Coverage, has_wildcard};
 use super::model::{Listing, Values};
 use super::quote;
 
@@ -121,13 +121,20 @@ pub fn check(
     match grant.actions {
         Listing::Only(values) => {
             for (j, action) in values.iter() {
-                if grant.denied.contains(&j) {
+                if grant.denied.contains(&j) || !may_escalate(action) {
                     continue;
                 }
+                let literal = !has_wildcard(action);
                 let granted: Vec<&Escalation> = ESCALATIONS
                     .iter()
+                    .filter(|e| {
+                        if literal {
+                            e.action.eq_ignore_ascii_case(action)
+                        } else {
+                            coverage.matches(action, e.action)
+                        }
+                    })
                     .filter(relevant)
-                    .filter(|e| coverage.matches(action, e.action))
                     .collect();
                 let (found, on) = escalations(&granted, resources, coverage);
                 if !found.is_empty() {
@@ -154,6 +161,19 @@ pub fn check(
                 );
             }
         }
+    }
+}
+
+/// The services of [`ESCALATIONS`].
+const SERVICES: [&str; 3] = ["iam", "sts", "lambda"];
+
+/// Whether `action` may match an escalating action: false for a plain other service (`s3:…`).
+fn may_escalate(action: &str) -> bool {
+    match action.split_once(':') {
+        Some((service, _)) if !service.contains(['*', '?']) => {
+            SERVICES.iter().any(|s| s.eq_ignore_ascii_case(service))
+        }
+        _ => true,
     }
 }
 
@@ -273,6 +293,18 @@ mod tests {
 
     fn allow(action: Value, resource: Value) -> Value {
         json!([{"Effect": "Allow", "Action": action, "Resource": resource}])
+    }
+
+    #[test]
+    fn every_escalating_action_is_of_a_listed_service() {
+        for escalation in ESCALATIONS {
+            let service = escalation.action.split(':').next().unwrap_or_default();
+            assert!(SERVICES.contains(&service), "{}", escalation.action);
+        }
+        assert!(!may_escalate("s3:GetObject"));
+        assert!(may_escalate("IAM:GetRole"));
+        assert!(may_escalate("i*:x"));
+        assert!(may_escalate("*"));
     }
 
     #[test]

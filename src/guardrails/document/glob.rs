@@ -38,8 +38,12 @@ enum Token {
 impl Coverage {
     /// Whether `pattern` matches all of `text`, ASCII case-insensitively.
     pub fn matches(&mut self, pattern: &str, text: &str) -> bool {
-        if !has_wildcard(pattern) {
+        let prefix = literal_prefix(pattern);
+        if prefix.len() == pattern.len() {
             return pattern.eq_ignore_ascii_case(text);
+        }
+        if !starts_with_ignore_case(text.as_bytes(), prefix) {
+            return false;
         }
         self.run(
             pattern,
@@ -77,6 +81,11 @@ impl Coverage {
 
     /// Whether some string matches both `a` and `b`.
     pub fn intersects(&mut self, a: &str, b: &str) -> bool {
+        let (x, y) = (literal_prefix(a), literal_prefix(b));
+        let shared = x.len().min(y.len());
+        if !x[..shared].eq_ignore_ascii_case(&y[..shared]) {
+            return false;
+        }
         let a = compile(a);
         let b = compile(b);
         let (m, n) = (a.len(), b.len());
@@ -227,6 +236,16 @@ fn compile(pattern: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The bytes of `pattern` before its first wildcard: whatever it matches starts with them.
+fn literal_prefix(pattern: &str) -> &[u8] {
+    let bytes = pattern.as_bytes();
+    let end = bytes
+        .iter()
+        .position(|&c| c == b'*' || c == b'?')
+        .unwrap_or(bytes.len());
+    &bytes[..end]
 }
 
 fn starts_with_ignore_case(text: &[u8], prefix: &[u8]) -> bool {

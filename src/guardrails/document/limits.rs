@@ -33,10 +33,10 @@ pub fn check(document: &Map<String, Value>, root: &FieldPath, out: &mut Vec<Find
         ));
     }
     for statement in statements(document) {
-        let path = statement.path(root);
+        let path = || statement.path(root);
         for name in ELEMENTS {
             if let Some(values) = statement.values(name) {
-                report_oversized(values, &path, out);
+                report_oversized(values, path, out);
             }
         }
         for name in ["Principal", "NotPrincipal"] {
@@ -45,19 +45,20 @@ pub fn check(document: &Map<String, Value>, root: &FieldPath, out: &mut Vec<Find
             };
             for kind in PRINCIPAL_TYPES {
                 if let Some(values) = principal.values(kind) {
-                    report_oversized(values, &path.field(name), out);
+                    report_oversized(values, || path().field(name), out);
                 }
             }
         }
-        check_condition(&statement, &path.field("Condition"), out);
+        check_condition(&statement, || path().field("Condition"), out);
     }
 }
 
-fn report_oversized(values: Values<'_>, parent: &FieldPath, out: &mut Vec<Finding>) {
+/// Reports each value longer than its element's cap; `parent` builds the element's parent path.
+fn report_oversized(values: Values<'_>, parent: impl Fn() -> FieldPath, out: &mut Vec<Finding>) {
     for (j, length) in values.oversized() {
         out.push(Finding::deny(
             RuleId::PolicySize,
-            &values.item_path(parent, j),
+            &values.item_path(&parent(), j),
             format!(
                 "this value is {length} characters long; IAM allows at most {} here: shorten it",
                 values.max_length()
@@ -66,7 +67,12 @@ fn report_oversized(values: Values<'_>, parent: &FieldPath, out: &mut Vec<Findin
     }
 }
 
-fn check_condition(statement: &Statement<'_>, path: &FieldPath, out: &mut Vec<Finding>) {
+/// Reports condition keys and values longer than their caps; `path` builds the Condition's path.
+fn check_condition(
+    statement: &Statement<'_>,
+    path: impl Fn() -> FieldPath,
+    out: &mut Vec<Finding>,
+) {
     let Some(condition) = statement.condition() else {
         return;
     };
@@ -74,12 +80,11 @@ fn check_condition(statement: &Statement<'_>, path: &FieldPath, out: &mut Vec<Fi
         let Some(block) = block.as_object() else {
             continue;
         };
-        let block_path = path.field(operator);
         for (key, value) in block {
             if !length_within(key, MAX_CONDITION_KEY_LENGTH) {
                 out.push(Finding::deny(
                     RuleId::PolicySize,
-                    &block_path,
+                    &path().field(operator),
                     format!(
                         "a condition key here is {} characters long; condition keys have at most {MAX_CONDITION_KEY_LENGTH}: shorten it",
                         key.chars().count()
@@ -87,18 +92,19 @@ fn check_condition(statement: &Statement<'_>, path: &FieldPath, out: &mut Vec<Fi
                 ));
                 continue;
             }
-            let texts: Vec<&str> = match value {
-                Value::String(s) => vec![s.as_str()],
-                Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
-                _ => Vec::new(),
-            };
-            if let Some(long) = texts
-                .iter()
-                .find(|t| !length_within(t, MAX_CONDITION_VALUE_LENGTH))
-            {
+            let long = match value {
+                Value::String(s) => Some(s.as_str()),
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .find(|t| !length_within(t, MAX_CONDITION_VALUE_LENGTH)),
+                _ => None,
+            }
+            .filter(|t| !length_within(t, MAX_CONDITION_VALUE_LENGTH));
+            if let Some(long) = long {
                 out.push(Finding::deny(
                     RuleId::PolicySize,
-                    &block_path.field(key),
+                    &path().field(operator).field(key),
                     format!(
                         "a value here is {} characters long; condition values have at most {MAX_CONDITION_VALUE_LENGTH}: shorten it",
                         long.chars().count()
