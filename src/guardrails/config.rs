@@ -353,6 +353,49 @@ mod tests {
     }
 
     #[test]
+    fn privilege_escalation_is_configurable_and_denies_by_default() {
+        assert_eq!(
+            Config::default().level(RuleId::PrivilegeEscalation),
+            Level::Deny
+        );
+        assert_eq!(
+            Config::from_yaml("quotas: {}\n")
+                .unwrap()
+                .level(RuleId::PrivilegeEscalation),
+            Level::Deny
+        );
+        let warn = Config::from_yaml("severities:\n  privilege-escalation: warn\n").unwrap();
+        assert_eq!(warn.level(RuleId::PrivilegeEscalation), Level::Warn);
+        let none = Config::from_yaml("privilegeEscalation: {roleManagers: []}\n").unwrap();
+        assert!(none.privilege_escalation.role_managers.is_empty());
+        assert!(Config::from_yaml("privilegeEscalation: {roleManagers: [\"\"]}\n").is_err());
+    }
+
+    #[test]
+    fn denied_lists_hold_names_arns_and_bounded_patterns() {
+        let c = Config::from_yaml(
+            "deniedManagedPolicies: [PowerUserAccess, \"arn:aws:iam::123456789012:policy/BreakGlass\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.denied_managed_policies.len(), 2);
+        for bad in [
+            "deniedManagedPolicies: [\"Power User\"]\n",
+            "deniedManagedPolicies: [\"arn:aws:iam::123456789012:role/x\"]\n",
+            "actionWildcard: {deniedActions: [\"\"]}\n",
+        ] {
+            assert!(
+                matches!(Config::from_yaml(bad), Err(ConfigError::Invalid { .. })),
+                "{bad}"
+            );
+        }
+        let long = format!(
+            "actionWildcard: {{deniedActions: [\"{}\"]}}\n",
+            "a".repeat(129)
+        );
+        assert!(Config::from_yaml(&long).is_err());
+    }
+
+    #[test]
     fn unknown_settings_are_refused() {
         assert!(matches!(
             Config::from_yaml("quotaz: {}\n"),
