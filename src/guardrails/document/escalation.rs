@@ -211,7 +211,7 @@ fn every_target(resources: Listing<'_>, target: Target, coverage: &mut Coverage)
     match resources {
         Listing::Only(values) => values
             .iter()
-            .find(|(_, r)| covers_every(r, target, Some(r), coverage))
+            .find(|(_, r)| covers_every(r, target, Account::Written, coverage))
             .map(|(_, r)| quote(r)),
         Listing::AllBut(values) => (!excludes_every(values, target, coverage))
             .then(|| "every resource NotResource leaves out".to_owned()),
@@ -222,23 +222,27 @@ fn every_target(resources: Listing<'_>, target: Target, coverage: &mut Coverage)
 fn excludes_every(values: Values<'_>, target: Target, coverage: &mut Coverage) -> bool {
     values
         .iter()
-        .any(|(_, r)| covers_every(r, target, None, coverage))
+        .any(|(_, r)| covers_every(r, target, Account::Any, coverage))
 }
 
-/// Whether the resource pattern `resource` covers every `target` of an account: the account (and
-/// region) `written` names when concrete, any account otherwise.
-fn covers_every(
-    resource: &str,
-    target: Target,
-    written: Option<&str>,
-    coverage: &mut Coverage,
-) -> bool {
+/// Which account's targets a resource pattern must cover.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Account {
+    /// The account (and region) the pattern names, when it names one; any account otherwise.
+    Written,
+    /// Every account.
+    Any,
+}
+
+/// Whether the resource pattern `resource` covers every `target` of `account`.
+fn covers_every(resource: &str, target: Target, account: Account, coverage: &mut Coverage) -> bool {
     if resource == "*" {
         return true;
     }
-    let fields: Vec<&str> = written
-        .map(|w| w.splitn(6, ':').collect())
-        .unwrap_or_default();
+    let fields: Vec<&str> = match account {
+        Account::Written => resource.splitn(6, ':').collect(),
+        Account::Any => Vec::new(),
+    };
     let concrete = |i: usize, ok: fn(&str) -> bool| {
         fields
             .get(i)
