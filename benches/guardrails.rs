@@ -1,5 +1,6 @@
-//! Cost of the guardrail engine: every example of `manifests/examples/` and a large role
-//! (10 inline policies of ~1 KiB with 20 statements each).
+//! Cost of the guardrail engine: every example of `manifests/examples/`, a large role (10 inline
+//! policies of ~1 KiB with 20 statements each), and hostile roles (a 2.9 MB review of 24 policies
+//! full of bad statements; a policy padded past IAM's 131,072 characters).
 
 use std::fs;
 use std::hint::black_box;
@@ -65,6 +66,30 @@ fn large_role(policies: usize, statements: usize) -> Value {
     })
 }
 
+/// A role whose 24 inline policies each hold 1,800 statements granting `iam:*` and a look-alike
+/// `ıam:*` (every statement draws findings).
+fn hostile_role() -> Value {
+    let statement = json!({"Effect": "Allow", "Action": ["iam:*", "\u{131}am:*"], "Resource": "*"});
+    let document =
+        json!({"Version": "2012-10-17", "Statement": vec![statement; 1_800]}).to_string();
+    let mut role = large_role(0, 0);
+    role["spec"]["inlinePolicies"] = (0..24)
+        .map(|p| json!({"policyName": format!("policy-{p}"), "policyDocument": document}))
+        .collect();
+    role
+}
+
+/// A role whose one inline policy is padded with 140,000 spaces.
+fn padded_role() -> Value {
+    let padding = " ".repeat(140_000);
+    let document = format!(
+        r#"{{"Version":{padding}"2012-10-17","Statement":[{{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}}]}}"#
+    );
+    let mut role = large_role(0, 0);
+    role["spec"]["inlinePolicies"] = json!([{"policyName": "padded", "policyDocument": document}]);
+    role
+}
+
 fn bench_engine(c: &mut Criterion) {
     let engine = Engine::new(Config::default()).expect("engine builds");
     let mut group = c.benchmark_group("seed");
@@ -82,6 +107,19 @@ fn bench_engine(c: &mut Criterion) {
         let bytes = doc.to_string().len() as u64;
         group.throughput(Throughput::Bytes(bytes));
         group.bench_function(format!("10-policies-x-{statements}-statements"), |b| {
+            b.iter(|| black_box(engine.check(Kind::IAMRole, black_box(&doc), None)))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("hostile");
+    group.sample_size(10);
+    for (name, doc) in [
+        ("24-policies-x-1800-bad-statements", hostile_role()),
+        ("padded-140000", padded_role()),
+    ] {
+        group.throughput(Throughput::Bytes(doc.to_string().len() as u64));
+        group.bench_function(name, |b| {
             b.iter(|| black_box(engine.check(Kind::IAMRole, black_box(&doc), None)))
         });
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{RuleId, Severity};
+use super::{RuleId, Severity, denied_policy};
 use crate::iam::SESSION_DURATION_RANGE;
 
 /// IAM's own ceiling for a trust policy (after a quota increase), in non-whitespace characters.
@@ -14,9 +14,21 @@ pub const IAM_MAX_TRUST_POLICY_SIZE: usize = 4096;
 pub const IAM_MAX_INLINE_POLICIES_SIZE: usize = 10240;
 /// IAM's ceiling for managed policies attached to one role (after a quota increase).
 pub const IAM_MAX_MANAGED_POLICIES: usize = 20;
-
+/// IAM's ceiling for one policy document, in characters counting whitespace.
+pub const IAM_MAX_DOCUMENT_LENGTH: usize = 131_072;
+/// The longest action name (or pattern) the engine reads; IAM's own names are far shorter.
+pub const MAX_ACTION_LENGTH: usize = 128;
+/// IAM's ceiling for an ARN, in characters.
+pub const IAM_MAX_ARN_LENGTH: usize = 2048;
 /// The rules whose severity the platform team may change with `severities:`.
-pub const CONFIGURABLE_RULES: &[RuleId] = &[RuleId::TrustExternalId, RuleId::NotActionAllow];
+pub const CONFIGURABLE_RULES: &[RuleId] = &[
+    RuleId::PrivilegeEscalation,
+    RuleId::TrustExternalId,
+    RuleId::NotActionAllow,
+];
+/// The Kubernetes service account the operator runs as (`manifests/deploy`), as an OIDC `:sub` value.
+pub const OPERATOR_SERVICE_ACCOUNT: &str =
+    "system:serviceaccount:infra-operator-system:infra-operator-controller-manager";
 
 /// The defaults, as committed in `policies/guardrails.yaml`.
 pub const DEFAULT_GUARDRAILS_YAML: &str = include_str!("../../policies/guardrails.yaml");
@@ -57,8 +69,11 @@ pub struct Config {
     pub max_session_duration: SessionRange,
     /// Which action patterns an Allow statement may grant.
     pub action_wildcard: ActionWildcard,
-    /// Managed policy ARNs no role may attach.
+    /// Managed policies no role may attach: a policy name (denied in every partition and account) or
+    /// a policy ARN (denied in every partition).
     pub denied_managed_policies: Vec<String>,
+    /// Settings of the `privilege-escalation` rule.
+    pub privilege_escalation: EscalationPolicy,
     /// Permissions boundary requirements.
     pub permissions_boundary: BoundaryPolicy,
     /// Tags the mutating webhook adds to every IAMRole (the role's own tags win).
@@ -101,6 +116,23 @@ pub struct ActionWildcard {
     pub allowed_services: Vec<String>,
 }
 
+/// Settings of the `privilege-escalation` rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct EscalationPolicy {
+    /// OIDC `:sub` values (Kubernetes service accounts) of the identities whose job is managing roles,
+    /// such as the operator itself: a role that only they can assume may change other roles' policies.
+    pub role_managers: Vec<String>,
+}
+
+impl Default for EscalationPolicy {
+    fn default() -> Self {
+        EscalationPolicy {
+            role_managers: vec![OPERATOR_SERVICE_ACCOUNT.to_owned()],
+        }
+    }
+}
+
 /// Settings of the `permissions-boundary` rule.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -115,13 +147,17 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             severities: BTreeMap::from([
+                (RuleId::PrivilegeEscalation, Level::Deny),
                 (RuleId::TrustExternalId, Level::Warn),
                 (RuleId::NotActionAllow, Level::Warn),
             ]),
             quotas: Quotas::default(),
             max_session_duration: SessionRange::default(),
             action_wildcard: ActionWildcard::default(),
-            denied_managed_policies: vec!["arn:aws:iam::aws:policy/AdministratorAccess".to_owned()],
+            denied_managed_policies: ["AdministratorAccess", "IAMFullAccess"]
+                .map(str::to_owned)
+                .to_vec(),
+            privilege_escalation: EscalationPolicy::default(),
             permissions_boundary: BoundaryPolicy::default(),
             default_tags: BTreeMap::new(),
             trusted_accounts: Vec::new(),
@@ -247,6 +283,33 @@ impl Config {
                 format!("min and max must satisfy {lo} <= min <= max <= {hi}"),
             ));
         }
+        for (i, entry) in self.denied_managed_policies.iter().enumerate() {
+            if let Some(problem) = denied_policy::entry_problem(entry) {
+                return Err(invalid(
+                    &format!("deniedManagedPolicies[{i}]"),
+                    format!("{entry:?} {problem}"),
+                ));
+            }
+        }
+        for (i, action) in self.action_wildcard.denied_actions.iter().enumerate() {
+            if action.is_empty() || action.chars().count() > MAX_ACTION_LENGTH {
+                return Err(invalid(
+                    &format!("actionWildcard.deniedActions[{i}]"),
+                    format!("must be an action pattern of 1–{MAX_ACTION_LENGTH} characters"),
+                ));
+            }
+        }
+        if let Some(i) = self
+            .privilege_escalation
+            .role_managers
+            .iter()
+            .position(String::is_empty)
+        {
+            return Err(invalid(
+                &format!("privilegeEscalation.roleManagers[{i}]"),
+                "must be an OIDC subject such as system:serviceaccount:NAMESPACE:NAME".to_owned(),
+            ));
+        }
         Ok(())
     }
 }
@@ -286,6 +349,49 @@ mod tests {
                 .unwrap();
         assert_eq!(c.level(RuleId::TrustExternalId), Level::Deny);
         assert_eq!(c.level(RuleId::NotActionAllow), Level::Off);
+    }
+
+    #[test]
+    fn privilege_escalation_is_configurable_and_denies_by_default() {
+        assert_eq!(
+            Config::default().level(RuleId::PrivilegeEscalation),
+            Level::Deny
+        );
+        assert_eq!(
+            Config::from_yaml("quotas: {}\n")
+                .unwrap()
+                .level(RuleId::PrivilegeEscalation),
+            Level::Deny
+        );
+        let warn = Config::from_yaml("severities:\n  privilege-escalation: warn\n").unwrap();
+        assert_eq!(warn.level(RuleId::PrivilegeEscalation), Level::Warn);
+        let none = Config::from_yaml("privilegeEscalation: {roleManagers: []}\n").unwrap();
+        assert!(none.privilege_escalation.role_managers.is_empty());
+        assert!(Config::from_yaml("privilegeEscalation: {roleManagers: [\"\"]}\n").is_err());
+    }
+
+    #[test]
+    fn denied_lists_hold_names_arns_and_bounded_patterns() {
+        let c = Config::from_yaml(
+            "deniedManagedPolicies: [PowerUserAccess, \"arn:aws:iam::123456789012:policy/BreakGlass\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.denied_managed_policies.len(), 2);
+        for bad in [
+            "deniedManagedPolicies: [\"Power User\"]\n",
+            "deniedManagedPolicies: [\"arn:aws:iam::123456789012:role/x\"]\n",
+            "actionWildcard: {deniedActions: [\"\"]}\n",
+        ] {
+            assert!(
+                matches!(Config::from_yaml(bad), Err(ConfigError::Invalid { .. })),
+                "{bad}"
+            );
+        }
+        let long = format!(
+            "actionWildcard: {{deniedActions: [\"{}\"]}}\n",
+            "a".repeat(129)
+        );
+        assert!(Config::from_yaml(&long).is_err());
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! [`Finding`]s, each naming its stable [`RuleId`], the exact field path, a severity and a message.
 
 mod config;
+mod denied_policy;
 pub mod document;
 pub mod duration;
 mod excerpt;
 mod finding;
 mod path;
 mod provider;
+mod report;
 mod role;
 mod rule_id;
 mod schema;
@@ -18,15 +20,18 @@ mod tags;
 
 pub use config::{
     ActionWildcard, BoundaryPolicy, CONFIGURABLE_RULES, Config, ConfigError,
-    DEFAULT_GUARDRAILS_YAML, Level, Quotas, SessionRange,
+    DEFAULT_GUARDRAILS_YAML, EscalationPolicy, Level, Quotas, SessionRange,
 };
 pub use finding::{Finding, Severity};
 pub use path::FieldPath;
+pub use report::MAX_FINDINGS;
 pub use rule_id::{RuleId, UnknownRuleId};
 
 use serde_json::Value;
 
 use crate::api::{API_VERSION, AWSProviderSpec, IAMRoleSpec};
+use report::Report;
+
 pub use crate::iam::OWNER_TAG_KEY;
 use crate::iam::arn;
 
@@ -100,9 +105,10 @@ impl Engine {
     }
 
     /// Every finding for `object` of `kind`; `old` is the stored object on UPDATE.
+    /// At most [`MAX_FINDINGS`] are returned, plus one summing up the others.
     pub fn check(&self, kind: Kind, object: &Value, old: Option<&Value>) -> Vec<Finding> {
-        let mut out = Vec::new();
-        self.objects.check(kind, object, &mut out);
+        let mut report = Report::default();
+        self.objects.check(kind, object, report.findings());
         let spec = object.get("spec").cloned().unwrap_or(Value::Null);
         let namespace = object
             .pointer("/metadata/namespace")
@@ -110,33 +116,34 @@ impl Engine {
         match kind {
             Kind::IAMRole => match read_spec::<IAMRoleSpec>(spec) {
                 Ok(spec) => {
-                    self.check_role(&spec, namespace, &mut out);
+                    self.check_role(&spec, namespace, &mut report);
                     let old_spec = old
                         .and_then(|o| o.get("spec"))
                         .and_then(|s| serde_json::from_value::<IAMRoleSpec>(s.clone()).ok());
                     if let Some(old_spec) = old_spec {
-                        role::check_immutable(&spec, &old_spec, &mut out);
+                        role::check_immutable(&spec, &old_spec, report.findings());
                     }
                 }
-                Err(e) => schema::unreadable_spec(&e, &mut out),
+                Err(e) => schema::unreadable_spec(&e, report.findings()),
             },
             Kind::AWSProvider => match read_spec::<AWSProviderSpec>(spec) {
-                Ok(spec) => provider::check_provider(&spec, &mut out),
-                Err(e) => schema::unreadable_spec(&e, &mut out),
+                Ok(spec) => provider::check_provider(&spec, report.findings()),
+                Err(e) => schema::unreadable_spec(&e, report.findings()),
             },
         }
-        out
+        report.into_findings()
     }
 
-    fn check_role(&self, spec: &IAMRoleSpec, namespace: Option<&str>, out: &mut Vec<Finding>) {
-        role::check_role(spec, namespace, &self.config, out);
+    fn check_role(&self, spec: &IAMRoleSpec, namespace: Option<&str>, report: &mut Report) {
+        role::check_role(spec, namespace, &self.config, report.findings());
         let spec_path = FieldPath::root("spec");
-        self.policies.check_trust(
+        let trusted_by = self.policies.check_trust(
             &spec.assume_role_policy_document,
             &spec_path.field("assumeRolePolicyDocument"),
             &self.config,
-            out,
+            report.findings(),
         );
+        report.trim();
         let mut documents = Vec::new();
         for (i, policy) in spec.inline_policies.iter().flatten().enumerate() {
             let path = spec_path
@@ -150,7 +157,7 @@ impl Engine {
             documents.push((path, policy.policy_document.as_str()));
         }
         self.policies
-            .check_permissions(&documents, &self.config, out);
+            .check_permissions(&documents, trusted_by, &self.config, report);
     }
 }
 
@@ -164,4 +171,71 @@ fn read_spec<T: serde::de::DeserializeOwned>(
 /// Whether any finding refuses the object.
 pub fn denied(findings: &[Finding]) -> bool {
     findings.iter().any(Finding::is_deny)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn role(inline_policies: Vec<Value>) -> Value {
+        json!({
+            "apiVersion": API_VERSION, "kind": "IAMRole",
+            "metadata": {"name": "hostile", "namespace": "default"},
+            "spec": {
+                "providerRef": {"name": "aws"}, "roleName": "hostile",
+                "assumeRolePolicyDocument": json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                    "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}).to_string(),
+                "inlinePolicies": inline_policies,
+            }
+        })
+    }
+
+    fn policy(name: &str, statements: usize) -> Value {
+        let statement =
+            json!({"Effect": "Allow", "Action": ["iam:*", "\u{131}am:*"], "Resource": "*"});
+        let document = json!({"Version": "2012-10-17", "Statement": vec![statement; statements]});
+        json!({"policyName": name, "policyDocument": document.to_string()})
+    }
+
+    fn check(object: &Value) -> Vec<Finding> {
+        let engine = Engine::new(Config::default()).unwrap();
+        engine.check(Kind::IAMRole, object, None)
+    }
+
+    fn text_size(findings: &[Finding]) -> usize {
+        findings.iter().map(|f| f.to_string().len()).sum()
+    }
+
+    #[test]
+    fn a_huge_document_gets_one_size_finding() {
+        let object = role(vec![policy("huge", 75_000)]);
+        assert!(object.to_string().len() > 2_800_000);
+        let findings = check(&object);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].rule, RuleId::PolicySize);
+    }
+
+    #[test]
+    fn many_bad_statements_get_a_capped_answer() {
+        let policies: Vec<Value> = (0..24).map(|i| policy(&format!("p{i}"), 1_800)).collect();
+        let object = role(policies);
+        assert!(object.to_string().len() > 2_800_000);
+        let findings = check(&object);
+        assert_eq!(findings.len(), MAX_FINDINGS + 1);
+        assert!(findings.iter().all(Finding::is_deny));
+        assert!(
+            text_size(&findings) < 200 * 1024,
+            "{} bytes",
+            text_size(&findings)
+        );
+        let last = &findings[MAX_FINDINGS];
+        assert!(
+            last.message.starts_with("and ") && last.message.contains(" more: "),
+            "{}",
+            last.message
+        );
+        assert_eq!(last.path, "spec.inlinePolicies");
+    }
 }

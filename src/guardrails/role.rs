@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use crate::api::{IAMRoleSpec, ProviderRef};
 
 use super::excerpt::quote;
-use super::{BoundaryPolicy, Config, FieldPath, Finding, RuleId, SessionRange, arn, tags};
+use super::{
+    BoundaryPolicy, Config, FieldPath, Finding, RuleId, SessionRange, arn, denied_policy, tags,
+};
 use crate::iam::defaults;
 
 /// IAM's limit on a role name, in characters.
@@ -259,14 +261,11 @@ fn check_managed_policies(
                 quote(policy_arn)
             ));
         }
-        if config
-            .denied_managed_policies
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(policy_arn))
-        {
+        if let Some(entry) = denied_policy::denied_by(&config.denied_managed_policies, policy_arn) {
             deny(format!(
-                "{} is denied by the platform guardrails; attach a narrower policy instead",
-                quote(policy_arn)
+                "{} is denied by the platform guardrails (deniedManagedPolicies: {}); attach a narrower policy instead",
+                quote(policy_arn),
+                quote(entry)
             ));
         }
         if let Some(first) = first_index.get(policy_arn.as_str()) {

@@ -34,19 +34,20 @@ macro_rules! rule_ids {
 
 rule_ids! {
     Schema => "schema": "The object does not fit the CRD schema.",
+    PrivilegeEscalation => "privilege-escalation": "An Allow letting the role raise its own or another principal's permissions.",
     PolicyJson => "policy-json": "A policy document that is not one JSON object.",
     PolicyGrammar => "policy-grammar": "A policy document outside the IAM policy grammar.",
-    PolicySize => "policy-size": "A trust policy or the inline policies together over the size quota.",
+    PolicySize => "policy-size": "A document, string or statement list over IAM's limits, or policies over the size quota.",
     PolicySid => "policy-sid": "A Sid that is not alphanumeric or is duplicated.",
     PolicyCondition => "policy-condition": "An unknown condition operator, or `Null` with `IfExists`.",
     PolicyArn => "policy-arn": "A malformed ARN in Resource or Principal.",
     TrustPrincipal => "trust-principal": "A trust statement without Principal, with NotPrincipal, or with Resource.",
     TrustPrincipalWildcard => "trust-principal-wildcard": "A trust policy letting anyone assume the role.",
     TrustAction => "trust-action": "A trust action that is not an sts: assume/tag action or does not fit the principal.",
-    TrustOidcConditions => "trust-oidc-conditions": "An OIDC trust without `:sub` (or `:aud`) conditions.",
+    TrustOidcConditions => "trust-oidc-conditions": "A web identity trust whose conditions do not restrict who may use it.",
     TrustExternalId => "trust-external-id": "Another account's principal without an `sts:ExternalId` condition.",
     ActionWildcard => "action-wildcard": "An Allow statement granting a denied action pattern.",
-    PassroleWildcard => "passrole-wildcard": "`iam:PassRole` on every resource.",
+    PassroleWildcard => "passrole-wildcard": "`iam:PassRole` on every role.",
     NotActionAllow => "not-action-allow": "An Allow statement with NotAction or NotResource.",
     RoleName => "role-name": "A role name outside IAM's rules.",
     RolePath => "role-path": "A role path outside IAM's rules.",
@@ -77,8 +78,8 @@ mod tests {
     use super::RuleId;
 
     #[test]
-    fn there_are_26_rules_and_ids_round_trip() {
-        assert_eq!(RuleId::ALL.len(), 26);
+    fn there_are_27_rules_and_ids_round_trip() {
+        assert_eq!(RuleId::ALL.len(), 27);
         for rule in RuleId::ALL {
             assert_eq!(rule.as_str().parse::<RuleId>().unwrap(), *rule);
         }

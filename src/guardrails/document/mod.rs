@@ -1,26 +1,46 @@
 //! Policy documents: the IAM policy model parsed with a real JSON parser, the grammar check against
 //! `policies/*.schema.json`, and every rule on trust and permission policies. Pure.
 //!
-//! Each document is parsed strictly first (`policy-json`); a document that is not one JSON object
-//! gets no other finding. The rest then runs on whatever the document holds, so one pass reports
-//! every problem: grammar (`policy-grammar`), size (`policy-size`), the statement rules shared by
-//! both kinds (`policy-sid`, `policy-condition`, `policy-arn`) and the rules of each kind.
+//! A document longer than IAM's 131,072 characters gets one `policy-size` finding and is not read
+//! further. Each other document is parsed strictly first (`policy-json`); a document that is not one
+//! JSON object gets no other finding. The rest then runs on whatever the document holds, so one pass
+//! reports every problem: grammar (`policy-grammar`), size and bounds (`policy-size`), the statement
+//! rules shared by both kinds (`policy-sid`, `policy-condition`, `policy-arn`) and the rules of each
+//! kind. The permission rules, which match wildcards, run only on the inline policies that fit within
+//! IAM's limit for a role's inline policies together: IAM refuses the rest whatever they hold.
 
+mod action_name;
+mod escalation;
 mod glob;
 mod grammar;
+mod limits;
 mod model;
 mod permissions;
 mod size;
 mod statement;
 mod trust;
+mod web_identity;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::iam::json;
 
-use super::config::{IAM_MAX_INLINE_POLICIES_SIZE, IAM_MAX_TRUST_POLICY_SIZE};
+use super::config::{
+    IAM_MAX_DOCUMENT_LENGTH, IAM_MAX_INLINE_POLICIES_SIZE, IAM_MAX_TRUST_POLICY_SIZE,
+};
+use super::report::Report;
 use super::{Config, FieldPath, Finding, RuleId, SchemaError};
 use statement::PolicyKind;
+
+/// Who may assume a role, as far as the permission rules need to know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TrustedBy {
+    /// Only the guardrails' role managers (`privilegeEscalation.roleManagers`), such as the operator.
+    RoleManagers,
+    /// Anyone else (or not known).
+    #[default]
+    Others,
+}
 
 /// Checks trust and permission policy documents. Build it once: it holds the compiled grammars.
 pub struct PolicyChecker {
@@ -35,19 +55,19 @@ impl PolicyChecker {
         })
     }
 
-    /// Checks a role's trust policy found at `path`.
+    /// Checks a role's trust policy found at `path`; says who may assume the role.
     pub fn check_trust(
         &self,
         text: &str,
         path: &FieldPath,
         config: &Config,
         out: &mut Vec<Finding>,
-    ) {
+    ) -> TrustedBy {
         let Some(document) = parse(text, path, out) else {
-            return;
+            return TrustedBy::Others;
         };
         let Value::Object(fields) = &document else {
-            return;
+            return TrustedBy::Others;
         };
         let size = size::count(text);
         let quota = config.quotas.trust_policy_size;
@@ -60,21 +80,26 @@ impl PolicyChecker {
                 ),
             ));
         }
-        self.grammars.trust.check(&document, path, out);
-        statement::check(fields, path, PolicyKind::Trust, out);
+        self.check_common(&document, fields, path, PolicyKind::Trust, out);
         trust::check(fields, path, config, out);
+        web_identity::trusted_by(fields, config)
     }
 
-    /// Checks a role's permission (inline) policies, each at its path, and their size together.
+    /// Checks a role's permission (inline) policies, each at its path, and their size together;
+    /// `trusted_by` says who may assume the role.
     pub fn check_permissions(
         &self,
         documents: &[(FieldPath, &str)],
+        trusted_by: TrustedBy,
         config: &Config,
-        out: &mut Vec<Finding>,
+        report: &mut Report,
     ) {
         let mut coverage = glob::Coverage::default();
         let mut total = 0;
+        let mut unchecked = false;
         for (path, text) in documents {
+            report.trim();
+            let out = report.findings();
             let Some(document) = parse(text, path, out) else {
                 continue;
             };
@@ -82,25 +107,80 @@ impl PolicyChecker {
                 continue;
             };
             total += size::count(text);
-            self.grammars.permission.check(&document, path, out);
-            statement::check(fields, path, PolicyKind::Permission, out);
-            permissions::check(fields, path, config, &mut coverage, out);
+            self.check_common(&document, fields, path, PolicyKind::Permission, out);
+            if total <= IAM_MAX_INLINE_POLICIES_SIZE {
+                permissions::check(fields, path, trusted_by, config, &mut coverage, out);
+            } else {
+                unchecked = true;
+            }
         }
         let quota = config.quotas.inline_policies_size;
         if let Some((first, _)) = documents.first().filter(|_| total > quota) {
+            let out = report.findings();
+            let skipped = if unchecked {
+                "; the documents past IAM's limit were not checked further"
+            } else {
+                ""
+            };
             out.push(Finding::deny(
                 RuleId::PolicySize,
                 &size::inline_policies_path(first),
                 format!(
-                    "the inline policies together have {total} characters without whitespace, over the quota of {quota} (IAM's limit is {IAM_MAX_INLINE_POLICIES_SIZE}); move permissions into managed policies"
+                    "the inline policies together have {total} characters without whitespace, over the quota of {quota} (IAM's limit is {IAM_MAX_INLINE_POLICIES_SIZE}); move permissions into managed policies{skipped}"
                 ),
             ));
         }
     }
+
+    /// The checks both kinds share: grammar, action names, bounds and statement rules.
+    fn check_common(
+        &self,
+        document: &Value,
+        fields: &Map<String, Value>,
+        path: &FieldPath,
+        kind: PolicyKind,
+        out: &mut Vec<Finding>,
+    ) {
+        let grammar = match kind {
+            PolicyKind::Trust => &self.grammars.trust,
+            PolicyKind::Permission => &self.grammars.permission,
+        };
+        grammar.check(document, path, out);
+        limits::check(fields, path, out);
+        action_name::check(fields, path, out);
+        statement::check(fields, path, kind, out);
+    }
 }
 
-/// The document as a JSON object, or a `policy-json` finding.
+#[cfg(test)]
+impl PolicyChecker {
+    /// Every finding of `documents` as the permission policies of a role trusted by `trusted_by`.
+    pub fn permission_findings(
+        &self,
+        documents: &[(FieldPath, &str)],
+        trusted_by: TrustedBy,
+        config: &Config,
+    ) -> Vec<Finding> {
+        let mut report = Report::default();
+        self.check_permissions(documents, trusted_by, config, &mut report);
+        report.into_findings()
+    }
+}
+
+/// The document as a JSON object, or a `policy-json` finding; a document longer than IAM allows
+/// gets a `policy-size` finding instead and is not parsed.
 fn parse(text: &str, path: &FieldPath, out: &mut Vec<Finding>) -> Option<Value> {
+    if !model::length_within(text, IAM_MAX_DOCUMENT_LENGTH) {
+        out.push(Finding::deny(
+            RuleId::PolicySize,
+            path,
+            format!(
+                "the document has {} characters counting whitespace; IAM refuses policies over {IAM_MAX_DOCUMENT_LENGTH}: remove padding or split it, and keep within the size quotas",
+                text.chars().count()
+            ),
+        ));
+        return None;
+    }
     json::parse_object(text)
         .map_err(|message| out.push(Finding::deny(RuleId::PolicyJson, path, message)))
         .ok()
@@ -139,6 +219,10 @@ mod tests {
     }
 
     fn inline(texts: &[&str], config: &Config) -> Vec<Finding> {
+        inline_trusted_by(texts, TrustedBy::Others, config)
+    }
+
+    fn inline_trusted_by(texts: &[&str], trusted_by: TrustedBy, config: &Config) -> Vec<Finding> {
         let documents: Vec<(FieldPath, &str)> = texts
             .iter()
             .enumerate()
@@ -152,9 +236,7 @@ mod tests {
                 )
             })
             .collect();
-        let mut out = Vec::new();
-        checker().check_permissions(&documents, config, &mut out);
-        out
+        checker().permission_findings(&documents, trusted_by, config)
     }
 
     fn summary(findings: &[Finding]) -> Vec<(RuleId, &str, Severity)> {
@@ -255,14 +337,13 @@ mod tests {
             summary(&inline(&[&big, &big], &c)),
             [(RuleId::PolicySize, "spec.inlinePolicies", Severity::Deny)]
         );
-        let mut folded = Vec::new();
         let single = FieldPath::root("spec")
             .field("inlinePolicy")
             .field("policyDocument");
-        checker().check_permissions(
+        let folded = checker().permission_findings(
             &[(single, big.as_str()), (FieldPath::root("x"), big.as_str())],
+            TrustedBy::Others,
             &c,
-            &mut folded,
         );
         assert_eq!(
             summary(&folded),
@@ -337,8 +418,21 @@ mod tests {
                     .map(|f| (format!("trust {i}"), f.rule, f.path)),
             );
         }
+        // The operator's own policy (permission 0) goes with the operator's own trust (trust 0).
+        let operator_trust = |i: usize| {
+            if i == 0 {
+                TrustedBy::RoleManagers
+            } else {
+                TrustedBy::Others
+            }
+        };
+        for (i, text) in SEED_TRUST.iter().enumerate() {
+            let trusted_by =
+                checker().check_trust(text, &FieldPath::root("t"), &c, &mut Vec::new());
+            assert_eq!(trusted_by, operator_trust(i), "trust policy {i}");
+        }
         for (i, text) in SEED_PERMISSIONS.iter().enumerate() {
-            let found = inline(&[text], &c);
+            let found = inline_trusted_by(&[text], operator_trust(i), &c);
             assert!(
                 !found.iter().any(Finding::is_deny),
                 "permission policy {i}: {found:?}"
@@ -381,8 +475,27 @@ mod tests {
         .map(|(doc, rule, path)| (doc.to_owned(), rule, path));
         assert_eq!(warnings, expected);
         assert!(
-            inline(SEED_PERMISSIONS, &c).iter().all(|f| !f.is_deny()),
+            inline_trusted_by(SEED_PERMISSIONS, TrustedBy::RoleManagers, &c)
+                .iter()
+                .all(|f| !f.is_deny()),
             "all of them together fit the quota"
+        );
+        let elsewhere = inline(&SEED_PERMISSIONS[..1], &c);
+        assert_eq!(
+            summary(&elsewhere),
+            [
+                (
+                    RuleId::PrivilegeEscalation,
+                    "spec.inlinePolicies[0].policyDocument.Statement[0].Action[4]",
+                    Severity::Deny
+                ),
+                (
+                    RuleId::PrivilegeEscalation,
+                    "spec.inlinePolicies[0].policyDocument.Statement[0].Action[6]",
+                    Severity::Deny
+                )
+            ],
+            "the same policy in a role others can assume"
         );
     }
 
@@ -459,8 +572,8 @@ mod tests {
         let c = Config::default();
         let mut trust = Vec::new();
         checker.check_trust(text, &FieldPath::root("t"), &c, &mut trust);
-        let mut permissions = Vec::new();
-        checker.check_permissions(&[(FieldPath::root("p"), text)], &c, &mut permissions);
+        let permissions =
+            checker.permission_findings(&[(FieldPath::root("p"), text)], TrustedBy::Others, &c);
         (trust, permissions)
     }
 

@@ -1,19 +1,24 @@
 //! Rules only permission (inline) policies obey: `action-wildcard` (denied patterns and service
-//! wildcards, however spelt), `passrole-wildcard` and `not-action-allow`. Deny statements never
-//! produce findings here. Pure.
+//! wildcards, however spelt), `passrole-wildcard`, `not-action-allow`, and `privilege-escalation`
+//! (in [`super::escalation`]). An Allow with NotAction grants every action its list does not
+//! exclude, and one with NotResource every resource its list does not exclude: both are judged by
+//! what they leave over. Deny statements never produce findings here. Pure.
 
 use serde_json::{Map, Value};
 
 use super::super::arn::PARTITIONS;
 use super::super::{Config, FieldPath, Finding, RuleId};
-use super::glob::{self, Coverage};
-use super::model::{Statement, statements};
+use super::TrustedBy;
+use super::escalation::{self, Grant};
+use super::glob::Coverage;
+use super::model::{Listing, Statement, Values, statements};
 use super::quote;
 
 /// Runs every permission rule on each Allow statement of `document`.
 pub fn check(
     document: &Map<String, Value>,
     root: &FieldPath,
+    trusted_by: TrustedBy,
     config: &Config,
     coverage: &mut Coverage,
     out: &mut Vec<Finding>,
@@ -21,22 +26,40 @@ pub fn check(
     for statement in statements(document).filter(Statement::is_allow) {
         let path = statement.path(root);
         check_not_elements(&statement, &path, config, out);
-        let Some(actions) = statement.values("Action") else {
+        let Some(actions) = statement.actions() else {
             continue;
         };
-        let mut passrole = None;
-        for (j, action) in actions.iter() {
-            if passrole.is_none() && glob::matches(action, b"iam:passrole") {
-                passrole = Some(action);
+        let mut denied = Vec::new();
+        match actions {
+            Listing::Only(values) => {
+                for (j, action) in values.iter() {
+                    if let Some(finding) =
+                        check_action(action, config, coverage, || values.item_path(&path, j))
+                    {
+                        if finding.is_deny() {
+                            denied.push(j);
+                        }
+                        out.push(finding);
+                    }
+                }
             }
-            if let Some(finding) =
-                check_action(action, config, coverage, || actions.item_path(&path, j))
-            {
-                out.push(finding);
+            Listing::AllBut(values) => {
+                if let Some(finding) = check_all_but(values, &path, config, coverage) {
+                    denied.push(None);
+                    out.push(finding);
+                }
             }
         }
-        if let Some(action) = passrole {
-            check_passrole(&statement, action, &path, coverage, out);
+        let resources = statement.resources();
+        let grant = Grant {
+            path: &path,
+            actions,
+            resources,
+            denied: &denied,
+        };
+        escalation::check(&grant, trusted_by, config, coverage, out);
+        if let Some(resources) = resources {
+            check_passrole(actions, resources, &path, coverage, out);
         }
     }
 }
@@ -145,6 +168,29 @@ fn grants(denied: &str) -> String {
     }
 }
 
+/// The finding for a NotAction list that leaves a denied pattern whole: no value of the list
+/// excludes any action the pattern matches.
+fn check_all_but(
+    values: Values<'_>,
+    path: &FieldPath,
+    config: &Config,
+    coverage: &mut Coverage,
+) -> Option<Finding> {
+    let denied = config
+        .action_wildcard
+        .denied_actions
+        .iter()
+        .find(|d| !values.iter().any(|(_, v)| coverage.intersects(v, d)))?;
+    Some(Finding::deny(
+        RuleId::ActionWildcard,
+        &values.path(path),
+        format!(
+            "an Allow with NotAction grants every action its list does not exclude, here {}; list the actions the role needs in Action",
+            grants(denied)
+        ),
+    ))
+}
+
 /// Whether `action` grants every action of a service, and of which.
 fn service_scope<'a>(action: &'a str, coverage: &mut Coverage) -> Option<Scope<'a>> {
     match action.split_once(':') {
@@ -167,35 +213,62 @@ fn service_scope<'a>(action: &'a str, coverage: &mut Coverage) -> Option<Scope<'
     }
 }
 
-/// Reports each `Resource` value of an Allow statement granting `action` (which covers
-/// `iam:PassRole`) that covers every role ARN, in any partition.
+/// Reports an Allow statement that grants `iam:PassRole` (named, through a wildcard or left over by
+/// NotAction) on every role ARN, in any partition: each such `Resource` value, or a NotResource that
+/// does not take every role out.
 fn check_passrole(
-    statement: &Statement<'_>,
-    action: &str,
+    actions: Listing<'_>,
+    resources: Listing<'_>,
     path: &FieldPath,
     coverage: &mut Coverage,
     out: &mut Vec<Finding>,
 ) {
-    let Some(resources) = statement.values("Resource") else {
-        return;
+    let granted = match actions {
+        Listing::Only(values) => {
+            match values.iter().find(|(_, a)| coverage.matches(a, PASS_ROLE)) {
+                Some((_, action)) => quote(action),
+                None => return,
+            }
+        }
+        Listing::AllBut(_) => {
+            if !actions.includes(PASS_ROLE, coverage) {
+                return;
+            }
+            "every action NotAction leaves out (iam:PassRole among them)".to_owned()
+        }
     };
-    for (k, resource) in resources.iter() {
-        let every_role = PARTITIONS.iter().any(|partition| {
+    let mut every_role = |resource: &str| {
+        PARTITIONS.iter().any(|partition| {
             coverage.covers_parts(resource, &["arn:", partition, ":iam::*:role/*"])
-        });
-        if every_role {
-            out.push(Finding::deny(
-                RuleId::PassroleWildcard,
-                &resources.item_path(path, k),
-                format!(
-                    "Allow of {} on {} lets the role hand any role to a service and so take its permissions; name the roles it may pass, e.g. arn:aws:iam::123456789012:role/app-*",
-                    quote(action),
-                    quote(resource)
-                ),
-            ));
+        })
+    };
+    let hint = "lets the role hand any role to a service and so take its permissions; name the roles it may pass, e.g. arn:aws:iam::123456789012:role/app-*";
+    match resources {
+        Listing::Only(values) => {
+            for (k, resource) in values.iter() {
+                if every_role(resource) {
+                    out.push(Finding::deny(
+                        RuleId::PassroleWildcard,
+                        &values.item_path(path, k),
+                        format!("Allow of {granted} on {} {hint}", quote(resource)),
+                    ));
+                }
+            }
+        }
+        Listing::AllBut(values) => {
+            if !values.iter().any(|(_, r)| every_role(r)) {
+                out.push(Finding::deny(
+                    RuleId::PassroleWildcard,
+                    &values.path(path),
+                    format!("Allow of {granted} on every resource NotResource leaves out {hint}"),
+                ));
+            }
         }
     }
 }
+
+/// The action `passrole-wildcard` is about.
+const PASS_ROLE: &str = "iam:PassRole";
 
 #[cfg(test)]
 mod tests {
@@ -208,14 +281,16 @@ mod tests {
     /// Every finding of `rule` for the permission policy holding `statement`.
     fn findings(statement: Value, config: &Config, rule: RuleId) -> Vec<Finding> {
         let document = json!({"Version": "2012-10-17", "Statement": statement}).to_string();
-        let mut out = Vec::new();
-        let checker = PolicyChecker::new().unwrap();
-        checker.check_permissions(
-            &[(FieldPath::root("doc"), document.as_str())],
-            config,
-            &mut out,
-        );
-        out.into_iter().filter(|f| f.rule == rule).collect()
+        PolicyChecker::new()
+            .unwrap()
+            .permission_findings(
+                &[(FieldPath::root("doc"), document.as_str())],
+                TrustedBy::Others,
+                config,
+            )
+            .into_iter()
+            .filter(|f| f.rule == rule)
+            .collect()
     }
 
     /// `(path, severity)` of every finding of `rule`.

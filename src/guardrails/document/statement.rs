@@ -68,11 +68,6 @@ impl<'a> Operator<'a> {
             },
         }
     }
-
-    /// Whether this is one of the `String…` operators.
-    pub fn is_string(&self) -> bool {
-        self.base.starts_with("String")
-    }
 }
 
 /// Every key of a condition block under any operator accepted by `accept`.
@@ -86,12 +81,6 @@ pub fn condition_keys<'a>(
         .filter(move |(operator, _)| accept(&Operator::parse(operator)))
         .filter_map(|(_, block)| block.as_object())
         .flat_map(|block| block.keys().map(String::as_str))
-}
-
-/// Whether `text` ends with `suffix`, ignoring ASCII case.
-pub fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
-    text.len() >= suffix.len()
-        && text.as_bytes()[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 /// Which kind of policy a document is; it decides which elements hold ARNs.
@@ -441,17 +430,8 @@ mod tests {
     #[test]
     fn operators_split_into_base_and_if_exists() {
         let op = Operator::parse("ForAllValues:StringEqualsIgnoreCaseIfExists");
-        assert_eq!(
-            (op.base, op.if_exists, op.is_string()),
-            ("StringEqualsIgnoreCase", true, true)
-        );
+        assert_eq!((op.base, op.if_exists), ("StringEqualsIgnoreCase", true));
         let op = Operator::parse("Bool");
-        assert_eq!(
-            (op.base, op.if_exists, op.is_string()),
-            ("Bool", false, false)
-        );
-        assert!(ends_with_ignore_case("host:SUB", ":sub"));
-        assert!(!ends_with_ignore_case("b", ":sub"));
-        assert!(!ends_with_ignore_case("é:su", ":sub"));
+        assert_eq!((op.base, op.if_exists), ("Bool", false));
     }
 }

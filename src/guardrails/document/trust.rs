@@ -1,12 +1,14 @@
 //! Rules only a role's trust policy obeys: `trust-principal`, `trust-principal-wildcard`,
-//! `trust-action`, `trust-oidc-conditions` and `trust-external-id`. Pure.
+//! `trust-action`, `trust-oidc-conditions` (in [`super::web_identity`]) and `trust-external-id`.
+//! Pure.
 
 use serde_json::{Map, Value};
 
 use super::super::{Config, FieldPath, Finding, RuleId, Severity, arn};
 use super::model::{Principal, Statement, statements};
 use super::quote;
-use super::statement::{condition_keys, ends_with_ignore_case, is_account_id};
+use super::statement::{condition_keys, is_account_id};
+use super::web_identity;
 
 /// The actions a trust policy may allow.
 const ASSUME_ROLE: &str = "sts:AssumeRole";
@@ -19,14 +21,6 @@ const TRUST_ACTIONS: &[&str] = &[
     "sts:TagSession",
     "sts:SetSourceIdentity",
     "sts:SetContext",
-];
-
-/// Web identity providers IAM knows by domain name.
-const WELL_KNOWN_IDPS: &[&str] = &[
-    "cognito-identity.amazonaws.com",
-    "accounts.google.com",
-    "graph.facebook.com",
-    "www.amazon.com",
 ];
 
 /// Runs every trust rule on each statement of `document`.
@@ -55,12 +49,10 @@ pub fn check(
         check_actions(&statement, &path, &kinds, out);
         if let Some(principal) = &principal {
             check_wildcard(principal, &path, out);
+            web_identity::check(&statement, principal, &path, out);
             if let Some(severity) = external_id {
                 check_external_id(&statement, principal, &path, config, severity, out);
             }
-        }
-        if kinds.oidc_provider {
-            check_oidc_conditions(&statement, &path, out);
         }
     }
 }
@@ -95,8 +87,6 @@ fn check_principal_presence(statement: &Statement<'_>, path: &FieldPath, out: &m
 struct Kinds {
     /// `AWS` or `Service` principals (use sts:AssumeRole).
     direct: bool,
-    /// An OIDC provider ARN (`oidc-provider/`).
-    oidc_provider: bool,
     /// Any web identity provider: an OIDC provider ARN or a well-known IdP.
     web_identity: bool,
     /// A SAML provider ARN (`saml-provider/`).
@@ -110,23 +100,14 @@ impl Kinds {
             ..Kinds::default()
         };
         for (_, federated) in principal.values("Federated").iter().flat_map(|v| v.iter()) {
-            match arn::parse(federated) {
-                Ok(a) if a.service == "iam" && a.resource.starts_with("oidc-provider/") => {
-                    kinds.oidc_provider = true;
-                    kinds.web_identity = true;
-                }
-                Ok(a) if a.service == "iam" && a.resource.starts_with("saml-provider/") => {
-                    kinds.saml = true
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    if WELL_KNOWN_IDPS
-                        .iter()
-                        .any(|idp| idp.eq_ignore_ascii_case(federated))
-                    {
-                        kinds.web_identity = true;
-                    }
-                }
+            if web_identity::oidc_host(federated).is_some()
+                || web_identity::is_public_provider(federated)
+            {
+                kinds.web_identity = true;
+            } else if arn::parse(federated)
+                .is_ok_and(|a| a.service == "iam" && a.resource.starts_with("saml-provider/"))
+            {
+                kinds.saml = true;
             }
         }
         kinds
@@ -230,31 +211,6 @@ fn check_wildcard(principal: &Principal<'_>, path: &FieldPath, out: &mut Vec<Fin
                 ));
             }
         }
-    }
-}
-
-fn check_oidc_conditions(statement: &Statement<'_>, path: &FieldPath, out: &mut Vec<Finding>) {
-    let keys = || condition_keys(statement.condition(), |operator| operator.is_string());
-    let has_sub = keys().any(|k| ends_with_ignore_case(k, ":sub"));
-    let has_aud = keys().any(|k| ends_with_ignore_case(k, ":aud"));
-    if has_sub && has_aud {
-        return;
-    }
-    let at = path.field("Condition");
-    if !has_sub {
-        out.push(Finding::deny(
-            RuleId::TrustOidcConditions,
-            &at,
-            "an OIDC provider principal without a `<provider>:sub` condition lets every identity of the provider assume the role; add StringEquals on <provider>:sub, e.g. system:serviceaccount:<namespace>:<name>",
-        ));
-    }
-    if !has_aud {
-        out.push(Finding::new(
-            RuleId::TrustOidcConditions,
-            Severity::Warn,
-            &at,
-            "an OIDC provider principal without a `<provider>:aud` condition accepts tokens minted for any audience; add StringEquals on <provider>:aud, e.g. sts.amazonaws.com",
-        ));
     }
 }
 
@@ -499,45 +455,6 @@ mod tests {
         assert_eq!(
             found(&aws_saml, &c, RuleId::TrustAction),
             [deny("doc.Statement[0].Action")]
-        );
-    }
-
-    #[test]
-    fn trust_oidc_conditions_need_sub_and_should_have_aud() {
-        let c = Config::default();
-        let statement = |condition: Value| {
-            let mut s = json!({"Effect": "Allow", "Principal": {"Federated": OIDC},
-                "Action": "sts:AssumeRoleWithWebIdentity"});
-            if !condition.is_null() {
-                s["Condition"] = condition;
-            }
-            policy(json!([s]))
-        };
-        let both = statement(
-            json!({"StringEquals": {"oidc.eks/id/ABC123:sub": "system:serviceaccount:a:b",
-            "oidc.eks/id/ABC123:aud": "sts.amazonaws.com"}}),
-        );
-        assert!(found(&both, &c, RuleId::TrustOidcConditions).is_empty());
-        let sub_only = statement(
-            json!({"StringLike": {"oidc.eks/id/ABC123:SUB": "system:serviceaccount:a:*"}}),
-        );
-        assert_eq!(
-            found(&sub_only, &c, RuleId::TrustOidcConditions),
-            [warn("doc.Statement[0].Condition")]
-        );
-        let non_string = statement(json!({"Null": {"oidc.eks/id/ABC123:sub": "false"},
-            "ForAnyValue:StringEquals": {"oidc.eks/id/ABC123:aud": "sts.amazonaws.com"}}));
-        assert_eq!(
-            found(&non_string, &c, RuleId::TrustOidcConditions),
-            [deny("doc.Statement[0].Condition")]
-        );
-        let none = statement(Value::Null);
-        assert_eq!(
-            found(&none, &c, RuleId::TrustOidcConditions),
-            [
-                deny("doc.Statement[0].Condition"),
-                warn("doc.Statement[0].Condition")
-            ]
         );
     }
 
