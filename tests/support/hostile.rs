@@ -1,5 +1,5 @@
-//! Hostile inputs shared by the hostile-input tests: a review at the body limit with tens of
-//! thousands of invalid statements, raw TLS connections that do only part of what a client should,
+//! Hostile inputs shared by the hostile-input tests: a review near the body limit with a hundred
+//! thousand invalid statements (every document within IAM's size limit, so all are read), raw TLS connections that do only part of what a client should,
 //! and reading a connection until the server closes it.
 
 use std::net::SocketAddr;
@@ -16,17 +16,25 @@ use tokio_rustls::client::TlsStream;
 
 use super::{ec2_role_spec, iamrole, review};
 
-/// Invalid statements in [`many_invalid_statements`].
-pub const INVALID_STATEMENTS: usize = 75_000;
+/// Inline policies in [`many_invalid_statements`]: as many as fit in the 3 MiB body limit.
+pub const INLINE_POLICIES: usize = 16;
 
-/// A CREATE review of an IAMRole whose one inline policy holds [`INVALID_STATEMENTS`] statements,
-/// each wrong in several ways (bad Sid, bad Effect, no Action, no Resource): about 2.5 MiB, every
-/// statement a handful of findings.
+/// Invalid statements in each inline policy of [`many_invalid_statements`]: as many as fit in
+/// IAM's 131,072 characters per document, so that no size limit refuses them unread.
+pub const INVALID_STATEMENTS_PER_POLICY: usize = 5_000;
+
+/// A CREATE review of an IAMRole whose [`INLINE_POLICIES`] inline policies each hold
+/// [`INVALID_STATEMENTS_PER_POLICY`] statements, each wrong in several ways (bad Sid, bad Effect,
+/// no Action, no Resource): about 2.6 MiB, every document within IAM's size limit and read in full,
+/// every statement a handful of findings.
 pub fn many_invalid_statements(uid: &str) -> Vec<u8> {
-    let statements = vec![r#"{"Sid":"-","Effect":"X"}"#; INVALID_STATEMENTS].join(",");
+    let statements = vec![r#"{"Sid":"-","Effect":"X"}"#; INVALID_STATEMENTS_PER_POLICY].join(",");
     let document = format!(r#"{{"Version":"2012-10-17","Statement":[{statements}]}}"#);
+    let policies: Vec<Value> = (0..INLINE_POLICIES)
+        .map(|i| json!({"policyName": format!("many-{i}"), "policyDocument": document}))
+        .collect();
     let mut spec = ec2_role_spec();
-    spec["inlinePolicies"] = json!([{"policyName": "many", "policyDocument": document}]);
+    spec["inlinePolicies"] = Value::Array(policies);
     let review = review(
         uid,
         "IAMRole",
