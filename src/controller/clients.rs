@@ -110,7 +110,7 @@ impl ProviderClients {
             .namespace()
             .ok_or(ReconcileError::InvalidObject("namespace"))?;
         let name = provider.name_any();
-        let cache_key = format!("{namespace}/{name}");
+        let cache_key = cache_key(&namespace, &name);
         let key_with = |secret_versions| ClientsKey {
             generation: provider.metadata.generation,
             secret_versions,
@@ -169,10 +169,9 @@ impl ProviderClients {
         match self.get(provider, stores).await {
             Ok(clients) => Ok(clients),
             Err(error) => {
-                let key = format!(
-                    "{}/{}",
-                    provider.namespace().unwrap_or_default(),
-                    provider.name_any()
+                let key = cache_key(
+                    &provider.namespace().unwrap_or_default(),
+                    &provider.name_any(),
                 );
                 self.cache.last(&key).ok_or(error)
             }
@@ -181,7 +180,7 @@ impl ProviderClients {
 
     /// Drops the clients of the provider `namespace/name` (released: nothing depends on it).
     pub fn forget(&self, namespace: &str, name: &str) {
-        self.cache.remove(&format!("{namespace}/{name}"));
+        self.cache.remove(&cache_key(namespace, name));
     }
 
     /// Every Secret the provider references, by name (`None` when missing).
@@ -218,6 +217,11 @@ fn watched_secret_versions(
             Some((name.to_owned(), secret.resource_version()))
         })
         .collect()
+}
+
+/// The key of the provider `namespace/name` in the client cache.
+fn cache_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
 }
 
 /// The names of the Secrets the provider references, each once.
