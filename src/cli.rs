@@ -69,7 +69,8 @@ pub struct WebhookArgs {
         default_value = "0.0.0.0:8080"
     )]
     pub admin_bind: SocketAddr,
-    /// Guardrails file; the built-in defaults of `policies/guardrails.yaml` when not given.
+    /// A GuardrailPolicy file (the document or its spec) applied to every namespace instead of the
+    /// cluster's GuardrailPolicy objects (a cluster of one team; no tenancy between namespaces).
     #[arg(long, env = "INFRA_OPERATOR_GUARDRAILS")]
     pub guardrails: Option<PathBuf>,
     /// Webhook connections served at once; further clients wait.
@@ -121,6 +122,10 @@ pub struct ControllerOnlyArgs {
         default_value = "0.0.0.0:8080"
     )]
     pub admin_bind: SocketAddr,
+    /// A GuardrailPolicy file (the document or its spec) applied to every namespace instead of the
+    /// cluster's GuardrailPolicy objects.
+    #[arg(long, env = "INFRA_OPERATOR_GUARDRAILS")]
+    pub guardrails: Option<PathBuf>,
     /// Reconciler flags.
     #[command(flatten)]
     pub controller: ControllerArgs,
@@ -199,7 +204,8 @@ fn lease_duration(text: &str) -> Result<Duration, String> {
 /// Flags of `validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Guardrails file; the built-in defaults of `policies/guardrails.yaml` when not given.
+    /// A GuardrailPolicy file (the document or its spec) to check with; the built-in defaults
+    /// (`policies/guardrails.yaml`) when not given.
     #[arg(long, env = "INFRA_OPERATOR_GUARDRAILS")]
     pub guardrails: Option<PathBuf>,
     /// Report format.

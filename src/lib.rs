@@ -7,6 +7,7 @@ pub mod aws;
 pub mod certs;
 pub mod cli;
 pub mod controller;
+pub mod governance;
 pub mod guardrails;
 pub mod iam;
 pub mod serve;

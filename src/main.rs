@@ -17,6 +17,7 @@ use infra_operator::cli::{
 use infra_operator::controller::leader::LeaseSettings;
 use infra_operator::controller::metrics::ControllerMetrics;
 use infra_operator::controller::runner::{self, ControllerSettings};
+use infra_operator::governance::{ClusterGuardrails, Guardrails};
 use infra_operator::guardrails::{Config, Engine};
 use infra_operator::serve::{self, AdminServer, Metrics, Readiness, Shutdown};
 use infra_operator::{api, certs, telemetry, validate};
@@ -37,6 +38,40 @@ fn main() -> ExitCode {
         eprintln!("infra-operator: {e:#}");
         ExitCode::from(2)
     })
+}
+
+/// The guardrails to serve with: the `--guardrails` file for every namespace, or else the cluster's
+/// GuardrailPolicies (watched by the returned task, which the caller runs until shutdown).
+fn guardrails_source(
+    file: Option<&Path>,
+    client: Option<&kube::Client>,
+) -> anyhow::Result<(Guardrails, Option<Arc<ClusterGuardrails>>)> {
+    let engine = Arc::new(load_engine(file)?);
+    match (file, client) {
+        (None, Some(client)) => {
+            let cluster = ClusterGuardrails::new(client.clone(), engine);
+            Ok((Guardrails::Cluster(Arc::clone(&cluster)), Some(cluster)))
+        }
+        _ => Ok((Guardrails::Fixed(engine), None)),
+    }
+}
+
+/// Watches the cluster's GuardrailPolicies (when they are the source) and waits until they are
+/// read, so that nothing is reviewed or reconciled before.
+async fn start_watching(cluster: Option<Arc<ClusterGuardrails>>, shutdown: &Shutdown) {
+    if let Some(cluster) = cluster {
+        tokio::spawn(Arc::clone(&cluster).run(shutdown.clone()));
+        tokio::select! {
+            () = cluster.synced() => tracing::info!("GuardrailPolicies read"),
+            () = shutdown.cancelled() => {}
+        }
+    }
+}
+
+async fn kube_client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .context("cannot configure the Kubernetes client")
 }
 
 fn load_engine(guardrails: Option<&Path>) -> anyhow::Result<Engine> {
@@ -113,23 +148,28 @@ where
 }
 
 fn run_webhook(args: &WebhookArgs) -> anyhow::Result<()> {
-    let engine = Arc::new(load_engine(args.guardrails.as_deref())?);
     let config = webhook_config(args);
     let mut metrics = Metrics::new();
     let admission_metrics = AdmissionMetrics::register(metrics.registry_mut());
     let readiness = Readiness::default();
     let ready = readiness.clone();
+    let file = args.guardrails.clone();
     serve_process(args.admin_bind, metrics, readiness, |shutdown| async move {
-        let webhook = admission::bind(&config, engine, admission_metrics).await?;
+        let client = match file {
+            Some(_) => None,
+            None => Some(kube_client().await?),
+        };
+        let (guardrails, cluster) = guardrails_source(file.as_deref(), client.as_ref())?;
+        let webhook = admission::bind(&config, guardrails, admission_metrics).await?;
+        start_watching(cluster, &shutdown).await;
         webhook.serve(ready, shutdown).await?;
         Ok(())
     })
 }
 
-/// The webhook and the reconciler in one process, sharing the metrics registry and the shutdown
-/// token.
+/// The webhook and the reconciler in one process, sharing the metrics registry, the guardrails and
+/// the shutdown token.
 fn run_all(args: &RunArgs) -> anyhow::Result<()> {
-    let engine = Arc::new(load_engine(args.webhook.guardrails.as_deref())?);
     let config = webhook_config(&args.webhook);
     let settings = controller_settings(&args.controller)?;
     let mut metrics = Metrics::new();
@@ -137,17 +177,19 @@ fn run_all(args: &RunArgs) -> anyhow::Result<()> {
     let controller_metrics = ControllerMetrics::register(metrics.registry_mut());
     let readiness = Readiness::default();
     let ready = readiness.clone();
+    let file = args.webhook.guardrails.clone();
     serve_process(
         args.webhook.admin_bind,
         metrics,
         readiness,
         |shutdown| async move {
-            let client = kube::Client::try_default()
-                .await
-                .context("cannot configure the Kubernetes client")?;
-            let webhook = admission::bind(&config, engine, admission_metrics).await?;
+            let client = kube_client().await?;
+            let (guardrails, cluster) = guardrails_source(file.as_deref(), Some(&client))?;
+            let webhook = admission::bind(&config, guardrails.clone(), admission_metrics).await?;
+            start_watching(cluster, &shutdown).await;
             let reconciler = tokio::spawn(runner::run(
                 client,
+                guardrails,
                 settings,
                 controller_metrics,
                 shutdown.clone(),
@@ -169,11 +211,12 @@ fn run_controller(args: &ControllerOnlyArgs) -> anyhow::Result<()> {
     let controller_metrics = ControllerMetrics::register(metrics.registry_mut());
     let readiness = Readiness::default();
     readiness.set(true);
+    let file = args.guardrails.clone();
     serve_process(args.admin_bind, metrics, readiness, |shutdown| async move {
-        let client = kube::Client::try_default()
-            .await
-            .context("cannot configure the Kubernetes client")?;
-        runner::run(client, settings, controller_metrics, shutdown).await;
+        let client = kube_client().await?;
+        let (guardrails, cluster) = guardrails_source(file.as_deref(), Some(&client))?;
+        start_watching(cluster, &shutdown).await;
+        runner::run(client, guardrails, settings, controller_metrics, shutdown).await;
         Ok(())
     })
 }

@@ -148,7 +148,7 @@ async fn converge(iam: &IamApi, role: &DesiredRole) -> (Synced, Vec<(&'static st
             owner: OWNER,
             adopt: false,
         };
-        match sync_role(iam, intent, &memory).await {
+        match sync_role(iam, intent, &memory, &|_| Ok(())).await {
             Ok(synced) => return (synced, failures),
             Err(failure) => {
                 failures.push((failure.error.reason(), failure.error.retry()));

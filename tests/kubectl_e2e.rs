@@ -457,7 +457,7 @@ fn deploy_manifests_pass_server_dry_run(stack: &Stack) {
         "validatingwebhookconfiguration.admissionregistration.k8s.io/infra-operator-validating",
         "mutatingwebhookconfiguration.admissionregistration.k8s.io/infra-operator-mutating",
         "certificate.cert-manager.io/infra-operator-serving-cert",
-        "configmap/infra-operator-guardrails",
+        "guardrailpolicy.aws-infra-operator.runner.codes/default",
         "networkpolicy.networking.k8s.io/infra-operator-ingress",
     ] {
         assert!(output.contains(object), "{object} not applied:\n{output}");

@@ -37,6 +37,9 @@ const NS: &str = "default";
 const PROVIDER: &str = "localstack";
 /// Drift detection interval of the test's provider (the shortest the operator honours).
 const DRIFT_INTERVAL: &str = "10s";
+/// Namespace of the leader-election Lease (where `manifests/deploy/rbac.yaml` lets the operator hold
+/// it).
+const LEASE_NS: &str = "infra-operator-system";
 /// Identity of the stack's operator in the leader-election Lease.
 const IDENTITY: &str = "e2e-operator";
 /// The leader-election Lease.
@@ -66,7 +69,7 @@ fn operator_args(identity: &str) -> Vec<String> {
             .display()
             .to_string(),
         "--lease-namespace",
-        NS,
+        LEASE_NS,
         "--identity",
         identity,
         "--lease-duration",
@@ -1336,7 +1339,7 @@ fn start_second_operator(world: &World, identity: &str, webhook: bool) -> Second
         .args(&mode)
         .args([
             "--lease-namespace",
-            NS,
+            LEASE_NS,
             "--identity",
             identity,
             "--lease-duration",
@@ -1344,7 +1347,7 @@ fn start_second_operator(world: &World, identity: &str, webhook: bool) -> Second
             "--admin-bind",
             &format!("127.0.0.1:{admin_port}"),
         ])
-        .env("KUBECONFIG", world.stack.kubeconfig())
+        .env("KUBECONFIG", world.stack.operator_kubeconfig())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log handle"))
@@ -1366,7 +1369,7 @@ fn lease_holder(world: &World) -> Result<String, String> {
             "get",
             "lease",
             "-n",
-            NS,
+            LEASE_NS,
             LEASE,
             "-o",
             "jsonpath={.spec.holderIdentity}",

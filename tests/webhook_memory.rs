@@ -61,7 +61,7 @@ async fn concurrent_hostile_reviews_cost_about_one_review_and_do_not_accumulate(
     drop(warm);
 
     // The cost of answering one such review, without any server around it.
-    let engine = engine();
+    let engine = infra_operator::governance::Guardrails::Fixed(engine());
     let direct = body.clone();
     let (one, answered) = peak_growth(async move {
         tokio::task::spawn_blocking(move || {

@@ -33,14 +33,14 @@ use self::metrics::{Observation, ReviewResult};
 pub use self::mutate::defaults_patch;
 use self::review::{Answer, Endpoint};
 pub use self::server::{BoundWebhook, WebhookConfig, WebhookError, bind};
-use crate::guardrails::Engine;
+use crate::governance::Guardrails;
 use crate::serve::memory::release_free_memory;
 
-/// What the webhook handlers share: the guardrail engine, the metrics, the checkers and the body
+/// What the webhook handlers share: the guardrails, the metrics, the checkers and the body
 /// memory budget.
 #[derive(Clone)]
 pub struct WebhookState {
-    engine: Arc<Engine>,
+    guardrails: Guardrails,
     metrics: AdmissionMetrics,
     checkers: Checkers,
     memory: BodyMemory,
@@ -48,10 +48,14 @@ pub struct WebhookState {
 }
 
 impl WebhookState {
-    /// State for [`router`].
-    pub fn new(engine: Arc<Engine>, metrics: AdmissionMetrics, limits: &Limits) -> Self {
+    /// State for [`router`]: reviews are checked with the guardrails governing their namespace.
+    pub fn new(
+        guardrails: impl Into<Guardrails>,
+        metrics: AdmissionMetrics,
+        limits: &Limits,
+    ) -> Self {
         WebhookState {
-            engine,
+            guardrails: guardrails.into(),
             metrics,
             checkers: Checkers::new(limits.concurrent_checks, limits.review_deadline),
             memory: BodyMemory::new(limits.body_memory),
@@ -143,12 +147,12 @@ enum Reviewed {
 /// Reviews a received body on a checker, answering a refusal when the deadline passes first.
 async fn review(state: &WebhookState, endpoint: Endpoint, received: body::Received) -> Reviewed {
     let bytes = received.bytes.clone();
-    let engine = Arc::clone(&state.engine);
+    let guardrails = state.guardrails.clone();
     let large = received.is_large();
     let checked = state
         .checkers
         .run(large, move || {
-            let answered = review::answer(&engine, endpoint, &received.bytes).map(|answer| {
+            let answered = review::answer(&guardrails, endpoint, &received.bytes).map(|answer| {
                 let json = answer.verdict.to_json();
                 (answer, json)
             });
@@ -237,7 +241,7 @@ mod tests {
     fn app_with(config: Config) -> (Router, Arc<Metrics>) {
         let mut metrics = Metrics::new();
         let admission = AdmissionMetrics::register(metrics.registry_mut());
-        let engine = Arc::new(Engine::new(config).unwrap());
+        let engine = Arc::new(crate::guardrails::Engine::new(config).unwrap());
         (
             router(WebhookState::new(engine, admission, &Limits::default())),
             Arc::new(metrics),

@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use super::mutate::defaults_patch;
 use super::response::{MAX_MESSAGE_BYTES, Verdict, bounded_join};
-use crate::guardrails::{Engine, Finding, Kind, RuleId};
+use crate::governance::Guardrails;
+use crate::guardrails::{FieldPath, Finding, Kind, RuleId};
 
 /// The API group of AdmissionReview.
 const ADMISSION_GROUP: &str = "admission.k8s.io/";
@@ -88,8 +89,13 @@ pub struct Answer {
     pub object: String,
 }
 
-/// Answers one AdmissionReview body for `endpoint`. `dryRun` requests are answered like any other.
-pub fn answer(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Result<Answer, ReviewError> {
+/// Answers one AdmissionReview body for `endpoint`, with the guardrails governing the object's
+/// namespace. `dryRun` requests are answered like any other.
+pub fn answer(
+    guardrails: &Guardrails,
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<Answer, ReviewError> {
     let reviewed = parse(body)?;
     let request = &reviewed.request;
     let kind = reviewed.kind();
@@ -106,9 +112,26 @@ pub fn answer(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Result<Answer
         _ => None,
     };
     if let (Some(kind), Some(object)) = (kind, object) {
-        match endpoint {
-            Endpoint::Validate => {
-                let findings = engine.check(kind, object, old);
+        let governed = match kind {
+            Kind::GuardrailPolicy => Ok(guardrails.any_engine()),
+            Kind::IAMRole | Kind::AWSProvider => guardrails
+                .governing(reviewed.namespace().unwrap_or_default())
+                .map(|governed| governed.engine),
+        };
+        match (endpoint, governed) {
+            (Endpoint::Validate, Err(error)) => {
+                verdict.refuse(
+                    DENIAL_CODE,
+                    DENIAL_REASON,
+                    format!("{} {object_name} refused: {error}", kind.as_str()),
+                );
+            }
+            (Endpoint::Validate, Ok(engine)) => {
+                let object = reviewed.with_namespace(object);
+                let mut findings = engine.check(kind, &object, old);
+                if request.operation == Operation::Update && old.is_none() {
+                    findings.push(no_stored_object());
+                }
                 judge(&mut verdict, kind, &object_name, &findings);
                 denied_rules = findings
                     .iter()
@@ -116,13 +139,14 @@ pub fn answer(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Result<Answer
                     .map(|f| f.rule)
                     .collect();
             }
-            Endpoint::Mutate if kind == Kind::IAMRole => {
+            (Endpoint::Mutate, Ok(engine)) if kind == Kind::IAMRole => {
                 let patch = defaults_patch(object, old, engine.config());
                 if !patch.is_empty() {
                     verdict.patch = Some(serde_json::to_vec(&patch).map_err(ReviewError::Patch)?);
                 }
             }
-            Endpoint::Mutate => {}
+            // Nothing to default, or no guardrails to default with: validation refuses the latter.
+            (Endpoint::Mutate, _) => {}
         }
     }
     Ok(Answer {
@@ -132,6 +156,17 @@ pub fn answer(engine: &Engine, endpoint: Endpoint, body: &[u8]) -> Result<Answer
         object: object_name,
         verdict,
     })
+}
+
+/// The finding for an UPDATE without the stored object: nothing to compare the immutable fields
+/// with, so it is refused (fail closed).
+fn no_stored_object() -> Finding {
+    Finding::deny(
+        RuleId::ImmutableField,
+        &FieldPath::root("oldObject"),
+        "the UPDATE carries no stored object, so the immutable fields (roleName, path, providerRef) \
+         cannot be compared; refused",
+    )
 }
 
 /// The `request.uid` of a body, read without building the document (for answering a review whose
@@ -253,6 +288,40 @@ impl Reviewed {
         Ok((!deleting).then_some(object))
     }
 
+    /// The namespace of the request, or else of the object.
+    fn namespace(&self) -> Option<&str> {
+        self.request
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                self.object
+                    .as_ref()
+                    .and_then(|o| o.pointer("/metadata/namespace"))
+                    .and_then(Value::as_str)
+            })
+    }
+
+    /// `object` with the request's namespace in its metadata (the namespace the guardrails read),
+    /// copied only when it does not say so already.
+    fn with_namespace<'o>(&self, object: &'o Value) -> std::borrow::Cow<'o, Value> {
+        let Some(namespace) = self.request.namespace.as_deref().filter(|n| !n.is_empty()) else {
+            return std::borrow::Cow::Borrowed(object);
+        };
+        if object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            == Some(namespace)
+        {
+            return std::borrow::Cow::Borrowed(object);
+        }
+        let mut copy = object.clone();
+        if let Some(metadata) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.insert("namespace".to_owned(), Value::String(namespace.to_owned()));
+        }
+        std::borrow::Cow::Owned(copy)
+    }
+
     /// `namespace/name` (or `name`) of the object, from the request or else the object's metadata.
     fn object_name(&self) -> String {
         let from_object = |field: &str| {
@@ -299,8 +368,10 @@ mod tests {
     use super::*;
     use crate::guardrails::{Config, FieldPath, Severity};
 
-    fn engine() -> Engine {
-        Engine::new(Config::default()).unwrap()
+    fn engine() -> Guardrails {
+        Guardrails::Fixed(std::sync::Arc::new(
+            crate::guardrails::Engine::new(Config::default()).unwrap(),
+        ))
     }
 
     fn review(operation: &str, kind: Value, object: Value, old: Value) -> Vec<u8> {
@@ -435,6 +506,35 @@ mod tests {
         assert!(response(&foreign).allowed());
         assert_eq!(foreign.kind, "other");
         assert_eq!(response(&foreign).uid, "uid-1");
+    }
+
+    #[test]
+    fn an_update_without_a_readable_stored_object_is_refused() {
+        let engine = engine();
+        let role = json!({
+            "apiVersion": "aws-infra-operator.runner.codes/v1alpha1", "kind": "IAMRole",
+            "metadata": {"name": "foo", "namespace": "default"},
+            "spec": {"providerRef": {"name": "aws"}, "roleName": "foo",
+                     "assumeRolePolicyDocument": "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"Service\":\"ec2.amazonaws.com\"},\"Action\":\"sts:AssumeRole\"}]}"}
+        });
+        let check = |old: Value| {
+            answer(
+                &engine,
+                Endpoint::Validate,
+                &review("UPDATE", iamrole_kind(), role.clone(), old),
+            )
+            .unwrap()
+        };
+        let same = check(role.clone());
+        assert!(response(&same).allowed(), "{:?}", response(&same));
+        for old in [
+            json!(null),
+            json!({"metadata": {"name": "foo"}, "spec": {"roleName": 7}}),
+        ] {
+            let refused = check(old.clone());
+            assert!(!response(&refused).allowed(), "{old}");
+            assert_eq!(refused.denied_rules, [RuleId::ImmutableField], "{old}");
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use super::limits::Limits;
 use super::metrics::AdmissionMetrics;
 use super::tls::{CertError, CertResolver, CertWatch};
 use super::{WebhookState, router};
-use crate::guardrails::Engine;
+use crate::governance::Guardrails;
 use crate::serve::{Readiness, Shutdown};
 
 /// How long in-flight requests may take to finish once shutdown starts.
@@ -86,7 +86,7 @@ pub struct BoundWebhook {
 /// Loads the certificate and binds the HTTPS listener; the webhook's metrics go to `metrics`.
 pub async fn bind(
     config: &WebhookConfig,
-    engine: Arc<Engine>,
+    guardrails: impl Into<Guardrails>,
     metrics: AdmissionMetrics,
 ) -> Result<BoundWebhook, WebhookError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -103,7 +103,7 @@ pub async fn bind(
         addr,
         tls,
         certificates,
-        state: WebhookState::new(engine, metrics.clone(), &config.limits),
+        state: WebhookState::new(guardrails, metrics.clone(), &config.limits),
         metrics,
         limits: config.limits.clone(),
     })

@@ -132,6 +132,10 @@ pub struct IAMRoleStatus {
     /// The generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The generation last brought to IAM: a spec applied once keeps being healed even when
+    /// stricter guardrails refuse it later (reported as `GuardrailViolation`); a new one is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_generation: Option<i64>,
     /// Managed policy ARNs this object attached: the only ones it ever detaches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attached_policy_arns: Vec<String>,

@@ -1,14 +1,16 @@
-//! Custom resource types of the `aws-infra-operator.runner.codes/v1alpha1` API: [`IAMRole`] and
-//! [`AWSProvider`], and the generation of their CRD manifests. Pure data, no I/O.
+//! Custom resource types of the `aws-infra-operator.runner.codes/v1alpha1` API: [`IAMRole`],
+//! [`AWSProvider`] and [`GuardrailPolicy`], and the generation of their CRD manifests. Pure data, no I/O.
 
 mod awsprovider;
 mod crd;
+mod guardrailpolicy;
 mod iamrole;
 
 pub use awsprovider::{
     AWSProvider, AWSProviderSpec, AWSProviderStatus, DriftDetection, SecretKeyRef,
 };
 pub use crd::{crd_yaml, crds};
+pub use guardrailpolicy::{GuardrailPolicy, GuardrailPolicySpec, GuardrailPolicyStatus};
 pub use iamrole::{DeletionPolicy, IAMRole, IAMRoleSpec, IAMRoleStatus, InlinePolicy, ProviderRef};
 
 /// The API group of every kind this operator serves.
@@ -19,5 +21,16 @@ pub const VERSION: &str = "v1alpha1";
 /// mutating webhook puts it on every IAMRole that is not being deleted; the reconciler adds it too
 /// (before CreateRole) where the webhook did not, and removes it once the role is deleted or retained.
 pub const FINALIZER: &str = "aws-infra-operator.runner.codes/finalizer";
+/// Annotation that asks for an existing IAM role created outside the operator to be taken over by
+/// the IAMRole (only where the namespace's GuardrailPolicy allows adoption, and only a role that
+/// passes the guardrails as found).
+pub const ADOPT_ANNOTATION: &str = "aws-infra-operator.runner.codes/adopt";
+
+/// Whether annotations ask for adoption: [`ADOPT_ANNOTATION`] set to `true` (any case, spaces
+/// ignored).
+pub fn adopt_requested(value: Option<&str>) -> bool {
+    value.is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+}
+
 /// `apiVersion` as it appears in manifests.
 pub const API_VERSION: &str = "aws-infra-operator.runner.codes/v1alpha1";

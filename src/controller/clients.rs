@@ -1,22 +1,22 @@
 //! The AWS clients of each provider, cached per provider generation and referenced Secret
 //! versions, kept across leadership terms, paced by the rate limiter of the provider's account
-//! (known from its status once authenticated, provisional before). Reads the Secrets a provider references (from the API
-//! server, only to build clients: the watch cache holds their metadata, never their data); AWS
-//! clients are built here but called elsewhere.
+//! (known from its status once authenticated, provisional before), and never built for a provider
+//! that would send credentials where its namespace's guardrails do not allow. Reads the Secrets a
+//! provider references by name from the API server (none is listed or watched); AWS clients are
+//! built here but called elsewhere.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 
 use super::metrics::ControllerMetrics;
 use super::model::error::ReconcileError;
-use super::stores::Stores;
 use crate::api::{AWSProvider, SecretKeyRef};
 use crate::aws::{AwsClients, ClientOptions, ProviderSettings, RateLimits, provisional_key};
+use crate::guardrails::Engine;
 
 /// What identifies one build of a provider's AWS clients: when any part changes (the provider's
 /// spec, or a referenced Secret), the clients are built again.
@@ -98,38 +98,32 @@ impl ProviderClients {
         }
     }
 
-    /// The AWS clients of `provider`: from the cache while neither the provider's generation nor
-    /// the resourceVersion of a Secret it references changed, built afresh otherwise. The Secret
-    /// versions come from the watch cache; the Secrets themselves are read only to build clients.
+    /// The AWS clients of `provider`, if the guardrails of its namespace (`engine`) let it send
+    /// credentials where it asks: from the cache while neither the provider's generation nor the
+    /// resourceVersion of a Secret it references changed, built afresh otherwise. The Secrets it
+    /// references are read (by name: the operator neither lists nor watches Secrets) every time.
     pub async fn get(
         &self,
         provider: &AWSProvider,
-        stores: &Stores,
+        engine: &Engine,
     ) -> Result<AwsClients, ReconcileError> {
         let namespace = provider
             .namespace()
             .ok_or(ReconcileError::InvalidObject("namespace"))?;
         let name = provider.name_any();
+        allowed(provider, &namespace, engine)?;
         let cache_key = cache_key(&namespace, &name);
-        let key_with = |secret_versions| ClientsKey {
-            generation: provider.metadata.generation,
-            secret_versions,
-        };
-        if let Some(watched) = watched_secret_versions(stores, provider, &namespace)
-            && let Some(clients) = self.cache.cached(&cache_key, &key_with(watched))
-        {
-            return Ok(clients);
-        }
         let secrets = self.referenced_secrets(provider, &namespace).await?;
-        let key = key_with(
-            secrets
+        let key = ClientsKey {
+            generation: provider.metadata.generation,
+            secret_versions: secrets
                 .iter()
                 .map(|(name, secret)| {
                     let version = secret.as_ref().and_then(|s| s.resource_version());
                     (name.clone(), version)
                 })
                 .collect(),
-        );
+        };
         if let Some(clients) = self.cache.cached(&cache_key, &key) {
             return Ok(clients);
         }
@@ -161,13 +155,15 @@ impl ProviderClients {
     /// The clients of `provider` for deleting its IAMRoles: as [`Self::get`], or — when they can
     /// no longer be built (its Secret deleted first, as `kubectl delete -f dir/` or a namespace
     /// deletion do) — the clients built last, kept in memory until the provider is released.
+    /// Never when the guardrails no longer let the provider send credentials where it asks.
     pub async fn get_for_cleanup(
         &self,
         provider: &AWSProvider,
-        stores: &Stores,
+        engine: &Engine,
     ) -> Result<AwsClients, ReconcileError> {
-        match self.get(provider, stores).await {
+        match self.get(provider, engine).await {
             Ok(clients) => Ok(clients),
+            Err(refused @ ReconcileError::ProviderRefused { .. }) => Err(refused),
             Err(error) => {
                 let key = cache_key(
                     &provider.namespace().unwrap_or_default(),
@@ -201,22 +197,24 @@ impl ProviderClients {
     }
 }
 
-/// The resourceVersion of every Secret the provider references, by name, as the watch last saw
-/// them; `None` when one of them is not in the watch cache (missing, or not seen yet).
-fn watched_secret_versions(
-    stores: &Stores,
-    provider: &AWSProvider,
-    namespace: &str,
-) -> Option<Vec<(String, Option<String>)>> {
-    secret_names(provider)
-        .into_iter()
-        .map(|name| {
-            let secret = stores
-                .secrets
-                .get(&ObjectRef::new(name).within(namespace))?;
-            Some((name.to_owned(), secret.resource_version()))
-        })
-        .collect()
+/// Refuses a provider that would send credentials where its namespace's guardrails do not allow
+/// (an endpoint, a role to assume, the operator's own identity), whatever the webhook admitted.
+fn allowed(provider: &AWSProvider, namespace: &str, engine: &Engine) -> Result<(), ReconcileError> {
+    let refusals = engine
+        .config()
+        .tenancy
+        .provider_refusals(&provider.spec, namespace);
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    Err(ReconcileError::ProviderRefused {
+        name: provider.name_any(),
+        message: refusals
+            .iter()
+            .map(|r| format!("[tenancy] {}: {}", r.path, r.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
 }
 
 /// The key of the provider `namespace/name` in the client cache.

@@ -1,6 +1,7 @@
 //! Everything a reconcile needs besides the object itself, for one leadership term: the
 //! Kubernetes client, the watch caches, the providers' AWS clients, the Event queue, the metrics,
-//! the per-object backoff, and the channel that requeues IAMRoles when their provider changes.
+//! the per-object backoff, the guardrails, and the channel that requeues IAMRoles when their
+//! provider or their guardrails change.
 //! Reads AWSProviders from the API server when the cache cannot answer.
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use super::model::error::ReconcileError;
 use super::per_object::PerObject;
 use super::stores::{Stores, provider_ready};
 use crate::api::{AWSProvider, IAMRole};
+use crate::governance::Guardrails;
 
 /// State shared by every reconcile of one leadership term.
 pub struct Context {
@@ -37,8 +39,12 @@ pub struct Context {
     /// IAMRoles whose role name was found taken by a role that is not theirs: their next
     /// reconcile reads IAM before trying CreateRole.
     pub names_taken: PerObject<IAMRole, bool>,
-    /// Requeues IAMRoles (when their provider changes).
+    /// Requeues IAMRoles (when their provider or their guardrails change).
     pub role_triggers: mpsc::UnboundedSender<ObjectRef<IAMRole>>,
+    /// Requeues AWSProviders (when their guardrails change, or a role finds their Secret changed).
+    pub provider_triggers: mpsc::UnboundedSender<ObjectRef<AWSProvider>>,
+    /// The guardrails governing each namespace.
+    pub guardrails: Guardrails,
 }
 
 impl Context {

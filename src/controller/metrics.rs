@@ -1,11 +1,13 @@
 //! Prometheus metrics of the reconciler: reconciles by kind and result, their duration, failed
 //! reconciles by kind and reason, every AWS API call by operation and result (`ok` or the
 //! error's reason), throttled attempts and SDK retries by operation, and each account's IAM rate
-//! limiter (tokens and current rate). Registered into the process's registry (the one the admin port serves); in
+//! limiter (tokens and current rate), and the IAMRoles in violation of their guardrails by
+//! namespace and rule. Registered into the process's registry (the one the admin port serves); in
 //! memory only.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -16,6 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::aws::{Attempt, AttemptObserver, CallObserver, RateObserver};
+use crate::guardrails::RuleId;
 
 /// `result` label of a reconcile that succeeded.
 pub const RESULT_SUCCESS: &str = "success";
@@ -62,6 +65,16 @@ struct AccountLabels {
     account: String,
 }
 
+/// The rules each IAMRole (`namespace`, `name`) violates.
+type Violators = HashMap<(String, String), BTreeSet<RuleId>>;
+
+/// Labels of `guardrail_violations`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViolationLabels {
+    namespace: String,
+    rule: &'static str,
+}
+
 /// `reconciles_total{kind,result}`, `reconcile_duration_seconds{kind}`,
 /// `reconcile_errors_total{kind,reason}`, `aws_api_calls_total{operation,result}` (one per
 /// IAM/STS call, one per page of a list), `aws_throttles_total{operation}` (throttled attempts,
@@ -77,6 +90,9 @@ pub struct ControllerMetrics {
     retries: Family<OperationLabels, Counter>,
     rate_tokens: Family<AccountLabels, Gauge<f64, AtomicU64>>,
     rate: Family<AccountLabels, Gauge<f64, AtomicU64>>,
+    violations: Family<ViolationLabels, Gauge>,
+    /// The rules each IAMRole (`namespace/name`) violates, behind `violations`.
+    violators: Arc<Mutex<Violators>>,
 }
 
 impl ControllerMetrics {
@@ -91,6 +107,8 @@ impl ControllerMetrics {
             retries: Family::default(),
             rate_tokens: Family::default(),
             rate: Family::default(),
+            violations: Family::default(),
+            violators: Arc::default(),
         };
         registry.register(
             "reconciles",
@@ -132,7 +150,37 @@ impl ControllerMetrics {
             "Current rate of the account's IAM rate limiter, in calls per second (lowered by throttling)",
             metrics.rate.clone(),
         );
+        registry.register(
+            "guardrail_violations",
+            "IAMRoles applied before that the guardrails governing their namespace refuse now \
+             (still healed), by namespace and rule",
+            metrics.violations.clone(),
+        );
         metrics
+    }
+
+    /// Records the rules the IAMRole `namespace/name` violates now (empty: none, or gone).
+    pub fn record_violations(&self, namespace: &str, name: &str, rules: BTreeSet<RuleId>) {
+        let Ok(mut violators) = self.violators.lock() else {
+            return;
+        };
+        let key = (namespace.to_owned(), name.to_owned());
+        let before = if rules.is_empty() {
+            violators.remove(&key).unwrap_or_default()
+        } else {
+            violators.insert(key, rules.clone()).unwrap_or_default()
+        };
+        for rule in before.symmetric_difference(&rules) {
+            let labels = ViolationLabels {
+                namespace: namespace.to_owned(),
+                rule: rule.as_str(),
+            };
+            if rules.contains(rule) {
+                self.violations.get_or_create(&labels).inc();
+            } else {
+                self.violations.get_or_create(&labels).dec();
+            }
+        }
     }
 
     /// Records one finished reconcile of `kind` (`IAMRole`, `AWSProvider`).

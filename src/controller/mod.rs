@@ -15,6 +15,7 @@ pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod per_object;
+pub mod policies;
 pub mod provider;
 pub mod role;
 pub mod role_api;

@@ -27,8 +27,9 @@ use crate::aws::CallerIdentity;
 /// The kind, as metrics and logs name it.
 pub const KIND: &str = "AWSProvider";
 
-/// How often working credentials are checked again.
-pub const RECHECK_INTERVAL: Duration = Duration::from_secs(300);
+/// How often working credentials are checked again — and the Secrets they come from read again
+/// (the operator does not watch Secrets), so a rotated or removed key is noticed within this time.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Reconciles one AWSProvider: the outcome is reported once (status, an Event when it starts
 /// failing or starts working, metrics); a failure is returned for [`error_policy`] to retry with
@@ -177,12 +178,15 @@ async fn report(
     }
 }
 
-/// Builds the clients and calls STS GetCallerIdentity.
+/// Builds the clients (if the namespace's guardrails let the provider send credentials where it
+/// asks) and calls STS GetCallerIdentity.
 async fn authenticate(
     provider: &AWSProvider,
     ctx: &Context,
 ) -> Result<CallerIdentity, ReconcileError> {
-    let clients = ctx.clients.get(provider, &ctx.stores).await?;
+    let namespace = provider.namespace().unwrap_or_default();
+    let governed = ctx.guardrails.governing(&namespace)?;
+    let clients = ctx.clients.get(provider, &governed.engine).await?;
     clients.caller_identity().await.map_err(ReconcileError::aws)
 }
 

@@ -3,6 +3,9 @@
 //! alike. Deleting an object with `deletionPolicy: Delete` empties and deletes its role; `Retain`
 //! leaves it. A deletion that cannot proceed (no provider, AWS failing) keeps the object, says why
 //! in its conditions and retries with backoff; switching `deletionPolicy` to `Retain` releases it.
+//! Before any IAM write the namespace's guardrails judge the spec ([`judge_spec`]): a spec never
+//! applied that they refuse is `GuardrailDenied` with nothing written; one applied before keeps
+//! being healed and is reported as `GuardrailViolation` (condition, Event, metric).
 //! Talks to the Kubernetes API and, through the provider's clients, to IAM.
 //! The finalizer ([`super::finalizer`]) is in place before any IAM write.
 
@@ -15,19 +18,25 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
 use super::context::Context;
 use super::finalizer;
 use super::model::drift::requeue_interval;
 use super::model::error::{ReconcileError, Retry};
+use super::model::guard::{Verdict, findings_text, judge_found_role, judge_spec};
 use super::model::plan::{ADOPT_ANNOTATION, Intent, Memory};
-use super::model::status::{READY, RoleOutcome, role_status, status_changed};
+use super::model::status::{
+    GUARDRAIL_VIOLATION, READY, REASON_GUARDRAIL_VIOLATION, RoleOutcome, add_violation,
+    role_status, status_changed,
+};
 use super::status_patch::write_status;
 use super::stores::{object_key, provider_ready};
 use super::sync::{Deleted, Done, SyncFailure, Synced, delete_role, sync_role};
 use crate::api::{AWSProvider, DeletionPolicy, DriftDetection, IAMRole};
-use crate::iam::{Change, DesiredRole, owner_value};
+use crate::guardrails::Finding;
+use crate::iam::{Change, DesiredRole, ObservedRole, owner_value};
 
 /// The kind, as metrics and logs name it.
 pub const KIND: &str = "IAMRole";
@@ -44,9 +53,7 @@ pub fn trigger_hash(role: &IAMRole) -> Option<u64> {
 
 /// Whether the object carries the adopt annotation set to `true`.
 pub fn adopt_requested(role: &IAMRole) -> bool {
-    role.annotations()
-        .get(ADOPT_ANNOTATION)
-        .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+    crate::api::adopt_requested(role.annotations().get(ADOPT_ANNOTATION).map(String::as_str))
 }
 
 /// Reconciles one IAMRole; a failure is reported (status, Warning Event, metric) and returned, for
@@ -101,10 +108,12 @@ fn resync(drift: Option<&DriftDetection>, role: &IAMRole) -> Action {
 
 /// How a reconcile ended, before it is reported.
 enum Outcome {
-    /// The role matches the spec.
+    /// The role matches the spec; `violation`: what the guardrails refuse in this spec applied
+    /// before (empty: nothing).
     Synced {
         synced: Synced,
         drift: Option<DriftDetection>,
+        violation: Vec<Finding>,
     },
     /// The object's cleanup is done and its finalizer gone: nothing left to write.
     Finalized { reason: &'static str, note: String },
@@ -137,12 +146,28 @@ impl<'a> RoleObject<'a> {
         owner_value(&self.namespace, &self.name)
     }
 
-    /// Brings IAM to the spec.
+    /// Brings IAM to the spec, if the guardrails of the namespace let it (see [`judge_spec`]).
     async fn apply(&self) -> Result<Outcome, SyncFailure> {
         finalizer::add(&self.api, self.role).await?;
         let provider = self.required_provider().await?;
         ensure_ready(&provider)?;
-        let clients = self.ctx.clients.get(&provider, &self.ctx.stores).await?;
+        let governed = self
+            .ctx
+            .guardrails
+            .governing(&self.namespace)
+            .map_err(ReconcileError::from)?;
+        let engine = &governed.engine;
+        let violation = match judge_spec(engine, self.role, provider.spec.default_tags.as_ref()) {
+            Verdict::Clean => Vec::new(),
+            Verdict::Violation(findings) => findings,
+            Verdict::Denied(findings) => {
+                return Err(SyncFailure::from(ReconcileError::GuardrailDenied {
+                    namespace: self.namespace.clone(),
+                    findings: findings_text(&findings),
+                }));
+            }
+        };
+        let clients = self.ctx.clients.get(&provider, engine).await?;
         let owner = self.owner();
         let desired =
             DesiredRole::new(&self.role.spec, provider.spec.default_tags.as_ref(), &owner);
@@ -153,10 +178,24 @@ impl<'a> RoleObject<'a> {
         };
         let mut memory = memory(self.role);
         memory.name_taken = self.ctx.names_taken.get(self.role).unwrap_or_default();
-        let synced = sync_role(&clients.iam(), intent, &memory).await?;
+        let adoptable = |found: &ObservedRole| {
+            let refused = judge_found_role(engine, self.role, found);
+            if refused.is_empty() {
+                return Ok(());
+            }
+            Err(ReconcileError::GuardrailDenied {
+                namespace: self.namespace.clone(),
+                findings: format!(
+                    "the existing IAM role is not adopted as it is: {}",
+                    findings_text(&refused)
+                ),
+            })
+        };
+        let synced = sync_role(&clients.iam(), intent, &memory, &adoptable).await?;
         Ok(Outcome::Synced {
             synced,
             drift: provider.spec.drift_detection,
+            violation,
         })
     }
 
@@ -176,10 +215,15 @@ impl<'a> RoleObject<'a> {
             ),
             DeletionPolicy::Delete => {
                 let provider = self.required_provider().await?;
+                let governed = self
+                    .ctx
+                    .guardrails
+                    .governing(&self.namespace)
+                    .map_err(ReconcileError::from)?;
                 let clients = self
                     .ctx
                     .clients
-                    .get_for_cleanup(&provider, &self.ctx.stores)
+                    .get_for_cleanup(&provider, &governed.engine)
                     .await?;
                 let note = match delete_role(&clients.iam(), role_name, &self.owner()).await? {
                     Deleted::Deleted(arn) => format!("deleted IAM role {arn}"),
@@ -204,17 +248,45 @@ impl<'a> RoleObject<'a> {
         let key = object_key(KIND, &self.namespace, &self.name);
         match outcome {
             Ok(Outcome::Finalized { reason, note }) => {
+                self.ctx
+                    .metrics
+                    .record_violations(&self.namespace, &self.name, BTreeSet::new());
                 if !reason.is_empty() {
                     self.publish(EventType::Normal, reason, "DeleteRole", note);
                 }
                 self.ctx.role_backoff.forget(self.role);
                 Ok(Action::await_change())
             }
-            Ok(Outcome::Synced { synced, drift }) => {
+            Ok(Outcome::Synced {
+                synced,
+                drift,
+                violation,
+            }) => {
                 self.publish_done(&synced);
+                let rules = violation.iter().map(|f| f.rule).collect();
+                self.ctx
+                    .metrics
+                    .record_violations(&self.namespace, &self.name, rules);
+                let violation = (!violation.is_empty()).then(|| findings_text(&violation));
+                if let Some(findings) = &violation
+                    && !has_violation(self.role)
+                {
+                    tracing::warn!(role = %key, %findings, "applied spec violates the guardrails now");
+                    self.publish(
+                        EventType::Warning,
+                        REASON_GUARDRAIL_VIOLATION,
+                        "Reconcile",
+                        format!(
+                            "the guardrails of namespace {} refuse this spec, applied before; the \
+                             role keeps being reconciled: {findings}",
+                            self.namespace
+                        ),
+                    );
+                }
                 self.write_status(
                     RoleOutcome::Synced(synced.identity.clone()),
                     Some(&synced.attached),
+                    violation.as_deref(),
                 )
                 .await?;
                 self.ctx.role_backoff.forget(self.role);
@@ -231,6 +303,13 @@ impl<'a> RoleObject<'a> {
                         .names_taken
                         .update(self.role, live, |taken| *taken = true);
                 }
+                if let ReconcileError::Settings { .. } = &error {
+                    // The provider's Secret changed under it (no Secret is watched): let the
+                    // provider check its credentials now rather than at its next recheck.
+                    let provider =
+                        ObjectRef::new(&self.role.spec.provider_ref.name).within(&self.namespace);
+                    let _ = self.ctx.provider_triggers.send(provider);
+                }
                 let message = self.failure_message(&error);
                 tracing::warn!(role = %key, reason = error.reason(), %error, "reconcile failed");
                 self.publish(
@@ -244,7 +323,8 @@ impl<'a> RoleObject<'a> {
                     reason: error.reason().to_owned(),
                     message,
                 };
-                self.write_status(outcome, sync.attached.as_ref()).await?;
+                self.write_status(outcome, sync.attached.as_ref(), None)
+                    .await?;
                 Err(error)
             }
         }
@@ -329,10 +409,15 @@ impl<'a> RoleObject<'a> {
         &self,
         outcome: RoleOutcome,
         attached: Option<&BTreeSet<String>>,
+        violation: Option<&str>,
     ) -> Result<(), ReconcileError> {
         let previous = self.role.status.as_ref();
         let now = Time(Timestamp::now());
-        let mut status = role_status(previous, &outcome, self.role.metadata.generation, &now);
+        let generation = self.role.metadata.generation;
+        let mut status = role_status(previous, &outcome, generation, &now);
+        if let Some(findings) = violation {
+            add_violation(&mut status, previous, findings, generation, &now);
+        }
         if let Some(attached) = attached {
             status.attached_policy_arns = attached.iter().cloned().collect();
         }
@@ -356,6 +441,13 @@ fn memory(role: &IAMRole) -> Memory {
             .unwrap_or_default(),
         name_taken: false,
     }
+}
+
+/// Whether the stored status already reports a guardrail violation.
+fn has_violation(role: &IAMRole) -> bool {
+    role.status
+        .as_ref()
+        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == GUARDRAIL_VIOLATION))
 }
 
 /// Fails unless the provider authenticated at its current generation.

@@ -1,18 +1,17 @@
 //! Runs the reconciler: takes part in leader election and, while this replica leads, runs the
 //! AWSProvider and IAMRole controllers (watches filtered so that status writes trigger nothing;
-//! Secret changes requeue the providers that reference them; providers requeue their roles). The
+//! providers requeue their roles; a change of the guardrails governing a namespace requeues its
+//! roles and providers, and the GuardrailPolicies' status is kept, by [`policies`]). The
 //! controllers stop when leadership is lost or on shutdown. Talks to the Kubernetes API.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::{StreamExt, future};
-use k8s_openapi::api::core::v1::Secret;
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Config, Controller, WatchStreamExt, predicates, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::backoff::Backoff;
@@ -21,10 +20,11 @@ use super::context::Context;
 use super::events::Events;
 use super::leader::{self, LeaseSettings};
 use super::metrics::ControllerMetrics;
-use super::stores::{Stores, providers_of_secret};
-use super::{provider, role};
+use super::stores::Stores;
+use super::{policies, provider, role};
 use crate::api::{AWSProvider, IAMRole};
 use crate::aws::{RateConfig, RateLimits};
+use crate::governance::Guardrails;
 use crate::serve::Shutdown;
 
 /// Name of this controller in Events (`reportingController`).
@@ -47,6 +47,7 @@ pub struct ControllerSettings {
 /// once the controllers stopped and the Lease was released.
 pub async fn run(
     client: Client,
+    guardrails: Guardrails,
     settings: ControllerSettings,
     metrics: ControllerMetrics,
     shutdown: Shutdown,
@@ -58,8 +59,11 @@ pub async fn run(
         leading_sender,
         shutdown.clone(),
     ));
-    let cache = Arc::new(ClientCache::default());
-    let limits = RateLimits::new(settings.iam_rate, Some(metrics.rate_observer()));
+    let lasting = Lasting {
+        cache: Arc::new(ClientCache::default()),
+        limits: RateLimits::new(settings.iam_rate, Some(metrics.rate_observer())),
+        guardrails,
+    };
     loop {
         let mut until_leading = leading.clone();
         let lead = tokio::select! {
@@ -86,8 +90,7 @@ pub async fn run(
             client.clone(),
             &settings,
             metrics.clone(),
-            Arc::clone(&cache),
-            limits.clone(),
+            lasting.clone(),
             async move {
                 let _ = providers_stopped.await;
             },
@@ -108,13 +111,21 @@ pub async fn run(
     tracing::info!("reconciler stopped");
 }
 
+/// What outlives a leadership term: the providers' AWS clients, the accounts' rate limiters and
+/// the guardrails.
+#[derive(Clone)]
+struct Lasting {
+    cache: Arc<ClientCache>,
+    limits: RateLimits,
+    guardrails: Guardrails,
+}
+
 /// Runs both controllers until their stop futures complete (reconciles in flight finish first).
 async fn run_controllers(
     client: Client,
     settings: &ControllerSettings,
     metrics: ControllerMetrics,
-    cache: Arc<ClientCache>,
-    limits: RateLimits,
+    lasting: Lasting,
     stop_providers: impl Future<Output = ()> + Send + Sync + 'static,
     stop_roles: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -139,16 +150,9 @@ async fn run_controllers(
     .reflect(provider_writer)
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());
-    let (secret_reader, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
-    let secrets = watcher(
-        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(strip_bookkeeping)
-    .reflect(secret_writer)
-    .touched_objects();
     let (role_triggers, mut requeued_roles) = mpsc::unbounded_channel::<ObjectRef<IAMRole>>();
+    let (provider_triggers, mut requeued_providers) =
+        mpsc::unbounded_channel::<ObjectRef<AWSProvider>>();
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -159,33 +163,38 @@ async fn run_controllers(
     let ctx = Arc::new(Context {
         clients: ProviderClients::new(
             client.clone(),
-            cache,
+            lasting.cache,
             &metrics,
-            limits,
+            lasting.limits,
             settings.web_identity_token_file.clone(),
         ),
         client,
         stores: Stores {
             roles: role_reader.clone(),
             providers: provider_reader.clone(),
-            secrets: secret_reader,
         },
         events: Events::start(recorder),
         metrics,
         role_backoff: Backoff::default(),
         provider_backoff: Backoff::default(),
         names_taken: Default::default(),
-        role_triggers,
+        role_triggers: role_triggers.clone(),
+        provider_triggers: provider_triggers.clone(),
+        guardrails: lasting.guardrails.clone(),
     });
-    let secret_owners = provider_reader.clone();
+    let governance = match &lasting.guardrails {
+        Guardrails::Cluster(cluster) => Some(tokio::spawn(policies::run(
+            Arc::clone(cluster),
+            ctx.client.clone(),
+            ctx.stores.clone(),
+            role_triggers,
+            provider_triggers,
+        ))),
+        Guardrails::Fixed(_) => None,
+    };
+    let provider_requeues = futures::stream::poll_fn(move |cx| requeued_providers.poll_recv(cx));
     let provider_controller = Controller::for_stream(providers, provider_reader)
-        .watches_stream(secrets, move |secret: PartialObjectMeta<Secret>| {
-            providers_of_secret(
-                &secret_owners,
-                secret.namespace().as_deref().unwrap_or_default(),
-                &secret.name_any(),
-            )
-        })
+        .reconcile_on(provider_requeues)
         .with_config(config.clone())
         .graceful_shutdown_on(stop_providers)
         .run(
@@ -212,6 +221,9 @@ async fn run_controllers(
             future::ready(())
         });
     tokio::join!(provider_controller, role_controller);
+    if let Some(governance) = governance {
+        governance.abort();
+    }
 }
 
 /// Drops what the reconciler never reads — `managedFields` and kubectl's copy of the last applied

@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::{Future, ready};
 use std::sync::Mutex;
 
+use super::model::error::ReconcileError;
 use super::model::plan::{Intent, Memory};
 use super::role_api::RoleApi;
-use super::sync::{Deleted, Done, delete_role, sync_role};
+use super::sync::{Deleted, Done, SyncFailure, Synced, delete_role, sync_role};
 use crate::api::{IAMRoleSpec, InlinePolicy};
 use crate::aws::{AwsError, AwsErrorKind};
 use crate::iam::{
@@ -265,6 +266,22 @@ fn remembered(role_id: &str, attached: &BTreeSet<String>) -> Memory {
     }
 }
 
+/// Lets any role found be adopted.
+fn any_role(_: &ObservedRole) -> Result<(), ReconcileError> {
+    Ok(())
+}
+
+/// [`sync_role`] of `desired` for `owner`, adopting any role found when `adopt`.
+async fn sync(
+    iam: &FakeIam,
+    desired: &DesiredRole,
+    owner: &str,
+    adopt: bool,
+    memory: &Memory,
+) -> Result<Synced, SyncFailure> {
+    sync_role(iam, intent(desired, owner, adopt), memory, &any_role).await
+}
+
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -292,7 +309,7 @@ async fn a_new_role_is_created_in_one_pass_and_a_resync_writes_nothing() {
     let iam = FakeIam::default();
     let desired = desired(&spec(&[S3]));
     let owner = owner();
-    let synced = sync_role(&iam, intent(&desired, &owner, false), &Memory::default())
+    let synced = sync(&iam, &desired, &owner, false, &Memory::default())
         .await
         .expect("synced");
     assert!(matches!(synced.done, Done::Created(_)));
@@ -306,7 +323,7 @@ async fn a_new_role_is_created_in_one_pass_and_a_resync_writes_nothing() {
     assert_eq!(role.tags.get(OWNER_TAG_KEY), Some(&owner));
 
     let memory = remembered(&synced.identity.role_id, &synced.attached);
-    let again = sync_role(&iam, intent(&desired, &owner, false), &memory)
+    let again = sync(&iam, &desired, &owner, false, &memory)
         .await
         .expect("synced");
     assert_eq!(again.done, Done::Unchanged);
@@ -319,7 +336,7 @@ async fn a_crash_after_create_role_converges_on_the_existing_own_role() {
     let desired = desired(&spec(&[S3]));
     let owner = owner();
     iam.fail_next("AttachRolePolicy", AwsErrorKind::ServiceFailure);
-    let failure = sync_role(&iam, intent(&desired, &owner, false), &Memory::default())
+    let failure = sync(&iam, &desired, &owner, false, &Memory::default())
         .await
         .expect_err("attach fails");
     assert!(failure.identity.is_some(), "the created role is reported");
@@ -327,7 +344,7 @@ async fn a_crash_after_create_role_converges_on_the_existing_own_role() {
     assert_eq!(failure.error.reason(), "ServiceFailure");
     iam.calls();
     // The status was not written (a crash): nothing is remembered.
-    let synced = sync_role(&iam, intent(&desired, &owner, false), &Memory::default())
+    let synced = sync(&iam, &desired, &owner, false, &Memory::default())
         .await
         .expect("converges");
     assert_eq!(
@@ -344,7 +361,7 @@ async fn an_unowned_role_is_left_alone_unless_adoption_is_asked() {
     unowned_role(&iam);
     let desired = desired(&spec(&[S3]));
     let owner = owner();
-    let refused = sync_role(&iam, intent(&desired, &owner, false), &Memory::default())
+    let refused = sync(&iam, &desired, &owner, false, &Memory::default())
         .await
         .expect_err("not ours");
     assert_eq!(refused.error.reason(), "RoleExists");
@@ -354,7 +371,7 @@ async fn an_unowned_role_is_left_alone_unless_adoption_is_asked() {
         name_taken: true,
         ..Memory::default()
     };
-    let again = sync_role(&iam, intent(&desired, &owner, false), &taken)
+    let again = sync(&iam, &desired, &owner, false, &taken)
         .await
         .expect_err("still not ours");
     assert_eq!(again.error.reason(), "RoleExists");
@@ -364,7 +381,7 @@ async fn an_unowned_role_is_left_alone_unless_adoption_is_asked() {
         "a name found taken is read, not created again"
     );
 
-    let adopted = sync_role(&iam, intent(&desired, &owner, true), &Memory::default())
+    let adopted = sync(&iam, &desired, &owner, true, &Memory::default())
         .await
         .expect("adopted");
     assert!(matches!(adopted.done, Done::Adopted(_)));
@@ -379,24 +396,69 @@ async fn an_unowned_role_is_left_alone_unless_adoption_is_asked() {
 }
 
 #[tokio::test]
+async fn an_adoption_the_guardrails_refuse_writes_nothing() {
+    let iam = FakeIam::default();
+    unowned_role(&iam);
+    let desired = desired(&spec(&[S3]));
+    let owner = owner();
+    let refuse = |found: &ObservedRole| {
+        Err(ReconcileError::GuardrailDenied {
+            namespace: "team-a".to_owned(),
+            findings: format!("[managed-policy] {:?}", found.managed_policies),
+        })
+    };
+    let refused = sync_role(
+        &iam,
+        intent(&desired, &owner, true),
+        &Memory::default(),
+        &refuse,
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(refused.error.reason(), "GuardrailDenied");
+    assert!(
+        refused.error.to_string().contains(FOREIGN),
+        "{}",
+        refused.error
+    );
+    assert_eq!(iam.writes(), ["CreateRole"], "only the refused CreateRole");
+    assert_eq!(iam.role("app-role").map(|r| r.tags.len()), Some(0));
+}
+
+#[tokio::test]
+async fn a_role_replaced_outside_the_operator_is_not_taken_over() {
+    let (iam, _) = with_own_role().await;
+    let desired = desired(&spec(&[S3]));
+    let owner = owner();
+    iam.calls();
+    let memory = remembered("AROAOLDROLE", &set(&[S3]));
+    let refused = sync(&iam, &desired, &owner, false, &memory)
+        .await
+        .expect_err("replaced");
+    assert_eq!(refused.error.reason(), "RoleConflict");
+    assert!(
+        refused.error.to_string().contains("AROAOLDROLE"),
+        "{}",
+        refused.error
+    );
+    assert_eq!(iam.writes(), Vec::<&str>::new(), "read only");
+}
+
+#[tokio::test]
 async fn a_role_owned_by_another_object_is_a_conflict_with_no_write() {
     let iam = FakeIam::default();
     let other = owner_value("team-b", "app");
     let theirs = DesiredRole::new(&spec(&[]), None, &other);
-    sync_role(&iam, intent(&theirs, &other, false), &Memory::default())
+    sync(&iam, &theirs, &other, false, &Memory::default())
         .await
         .expect("created by team-b");
     iam.calls();
     let ours = desired(&spec(&[S3]));
     let owner = owner();
     for adopt in [false, true] {
-        let failure = sync_role(
-            &iam,
-            intent(&ours, &owner, adopt),
-            &remembered("x", &set(&[])),
-        )
-        .await
-        .expect_err("conflict");
+        let failure = sync(&iam, &ours, &owner, adopt, &remembered("x", &set(&[])))
+            .await
+            .expect_err("conflict");
         assert_eq!(failure.error.reason(), "RoleConflict");
         assert!(failure.error.to_string().contains("team-b/app"));
     }
@@ -408,7 +470,7 @@ async fn spec_changes_and_drift_are_written_and_nothing_else() {
     let iam = FakeIam::default();
     let owner = owner();
     let first = desired(&spec(&[S3, LOGS]));
-    let synced = sync_role(&iam, intent(&first, &owner, false), &Memory::default())
+    let synced = sync(&iam, &first, &owner, false, &Memory::default())
         .await
         .expect("created");
     let memory = remembered(&synced.identity.role_id, &synced.attached);
@@ -422,7 +484,7 @@ async fn spec_changes_and_drift_are_written_and_nothing_else() {
     let mut changed = spec(&[S3]);
     changed.assume_role_policy_document = TRUST.replace("ec2", "lambda");
     let changed = desired(&changed);
-    let synced = sync_role(&iam, intent(&changed, &owner, false), &memory)
+    let synced = sync(&iam, &changed, &owner, false, &memory)
         .await
         .expect("converged");
     assert_eq!(
@@ -445,7 +507,7 @@ async fn a_policy_removed_from_the_spec_is_detached_after_the_status_was_lost() 
     let iam = FakeIam::default();
     let owner = owner();
     let first = desired(&spec(&[S3, LOGS]));
-    sync_role(&iam, intent(&first, &owner, false), &Memory::default())
+    sync(&iam, &first, &owner, false, &Memory::default())
         .await
         .expect("created");
     iam.edit("app-role", |role| {
@@ -454,7 +516,7 @@ async fn a_policy_removed_from_the_spec_is_detached_after_the_status_was_lost() 
     iam.calls();
     let fewer = desired(&spec(&[S3]));
     // A backup restored without its status: no roleId, no attachedPolicyArns.
-    sync_role(&iam, intent(&fewer, &owner, false), &Memory::default())
+    sync(&iam, &fewer, &owner, false, &Memory::default())
         .await
         .expect("converged");
     let role = iam.role("app-role").expect("exists");
@@ -470,14 +532,14 @@ async fn a_throttled_call_is_transient_and_the_next_pass_finishes_the_rest() {
     let iam = FakeIam::default();
     let owner = owner();
     let first = desired(&spec(&[]));
-    let synced = sync_role(&iam, intent(&first, &owner, false), &Memory::default())
+    let synced = sync(&iam, &first, &owner, false, &Memory::default())
         .await
         .expect("created");
     let memory = remembered(&synced.identity.role_id, &synced.attached);
     iam.calls();
     let more = desired(&spec(&[S3, LOGS]));
     iam.fail_next("AttachRolePolicy", AwsErrorKind::Throttling);
-    let failure = sync_role(&iam, intent(&more, &owner, false), &memory)
+    let failure = sync(&iam, &more, &owner, false, &memory)
         .await
         .expect_err("throttled");
     assert_eq!(failure.error.reason(), "Throttling");
@@ -487,7 +549,7 @@ async fn a_throttled_call_is_transient_and_the_next_pass_finishes_the_rest() {
         "retried soon, never failed for good"
     );
     assert_eq!(failure.attached, Some(set(&[])));
-    let synced = sync_role(&iam, intent(&more, &owner, false), &memory)
+    let synced = sync(&iam, &more, &owner, false, &memory)
         .await
         .expect("converged");
     assert_eq!(synced.attached, set(&[LOGS, S3]));
@@ -507,9 +569,11 @@ async fn a_throttled_call_is_transient_and_the_next_pass_finishes_the_rest() {
 async fn with_own_role() -> (FakeIam, String) {
     let iam = FakeIam::default();
     let owner = owner();
-    sync_role(
+    sync(
         &iam,
-        intent(&desired(&spec(&[S3])), &owner, false),
+        &desired(&spec(&[S3])),
+        &owner,
+        false,
         &Memory::default(),
     )
     .await
@@ -603,7 +667,6 @@ async fn a_missing_provider_is_reported_in_the_status_and_retried_with_backoff()
     let client = kube::Client::new(service, "default");
     let (roles, mut role_writer) = reflector::store();
     let (providers, _) = reflector::store();
-    let (secrets, _) = reflector::store();
     let metrics =
         ControllerMetrics::register(&mut prometheus_client::registry::Registry::default());
     let (role_triggers, _requeued) = tokio::sync::mpsc::unbounded_channel();
@@ -623,16 +686,16 @@ async fn a_missing_provider_is_reported_in_the_status_and_retried_with_backoff()
             },
         )),
         client,
-        stores: Stores {
-            roles,
-            providers,
-            secrets,
-        },
+        stores: Stores { roles, providers },
         metrics,
         role_backoff: Backoff::default(),
         provider_backoff: Backoff::default(),
         names_taken: Default::default(),
         role_triggers,
+        provider_triggers: tokio::sync::mpsc::unbounded_channel().0,
+        guardrails: crate::governance::Guardrails::Fixed(Arc::new(
+            crate::guardrails::Engine::new(crate::guardrails::Config::default()).expect("engine"),
+        )),
     });
     let mut role = IAMRole::new(
         "app",

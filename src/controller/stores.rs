@@ -1,14 +1,11 @@
-//! What the controllers' watches last saw (IAMRoles, AWSProviders, the metadata of Secrets), and
-//! the lookups across them: the roles of a provider, the providers of a Secret, whether a provider
+//! What the controllers' watches last saw (IAMRoles, AWSProviders), and the lookups across them:
+//! the roles of a provider or of a namespace, the providers of a namespace, whether a provider
 //! is usable. Reads the watch caches only; no I/O of its own.
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::{AWSProvider, IAMRole};
-use crate::aws::ProviderSettings;
 
 /// The watch caches.
 #[derive(Clone)]
@@ -17,8 +14,6 @@ pub struct Stores {
     pub roles: Store<IAMRole>,
     /// Every AWSProvider.
     pub providers: Store<AWSProvider>,
-    /// The metadata of every Secret (never its data).
-    pub secrets: Store<PartialObjectMeta<Secret>>,
 }
 
 impl Stores {
@@ -37,24 +32,27 @@ impl Stores {
             .map(|role| ObjectRef::from_obj(role.as_ref()))
             .collect()
     }
+
+    /// The IAMRoles of `namespace`.
+    pub fn roles_in(&self, namespace: &str) -> Vec<ObjectRef<IAMRole>> {
+        in_namespace(&self.roles, namespace)
+    }
+
+    /// The AWSProviders of `namespace`.
+    pub fn providers_in(&self, namespace: &str) -> Vec<ObjectRef<AWSProvider>> {
+        in_namespace(&self.providers, namespace)
+    }
 }
 
-/// The AWSProviders in `providers` that reference the Secret `namespace/name`.
-pub fn providers_of_secret(
-    providers: &Store<AWSProvider>,
-    namespace: &str,
-    name: &str,
-) -> Vec<ObjectRef<AWSProvider>> {
-    providers
+fn in_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
         .state()
         .iter()
-        .filter(|provider| provider.namespace().as_deref() == Some(namespace))
-        .filter(|provider| {
-            ProviderSettings::secret_refs(&provider.spec)
-                .iter()
-                .any(|(_, reference)| reference.name == name)
-        })
-        .map(|provider| ObjectRef::from_obj(provider.as_ref()))
+        .filter(|object| object.namespace().as_deref() == Some(namespace))
+        .map(|object| ObjectRef::from_obj(object.as_ref()))
         .collect()
 }
 
@@ -100,7 +98,6 @@ mod tests {
         role_writer.apply_watcher_event(&watcher::Event::Apply(role("a", "r2", "other")));
         role_writer.apply_watcher_event(&watcher::Event::Apply(role("b", "r3", "aws")));
         let (providers, mut provider_writer) = reflector::store::<AWSProvider>();
-        let (secrets, _secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
         let mut provider = AWSProvider::new(
             "aws",
             AWSProviderSpec {
@@ -120,7 +117,6 @@ mod tests {
         let stores = Stores {
             roles,
             providers: providers.clone(),
-            secrets,
         };
         assert_eq!(
             stores.roles_of_provider("a", "aws"),
@@ -128,12 +124,20 @@ mod tests {
         );
         assert!(stores.provider("a", "aws").is_some());
         assert!(stores.provider("b", "aws").is_none());
+        let mut in_a = stores.roles_in("a");
+        in_a.sort_by_key(|r| r.name.clone());
         assert_eq!(
-            providers_of_secret(&providers, "a", "creds"),
+            in_a,
+            vec![
+                ObjectRef::new("r1").within("a"),
+                ObjectRef::new("r2").within("a")
+            ]
+        );
+        assert_eq!(
+            stores.providers_in("a"),
             vec![ObjectRef::new("aws").within("a")]
         );
-        assert!(providers_of_secret(&providers, "b", "creds").is_empty());
-        assert!(providers_of_secret(&providers, "a", "other").is_empty());
+        assert!(stores.providers_in("b").is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::model::plan::{
 };
 use super::role_api::RoleApi;
 use crate::aws::{AwsError, AwsErrorKind};
-use crate::iam::{Change, CreateRole, RoleIdentity};
+use crate::iam::{Change, CreateRole, ObservedRole, RoleIdentity};
 
 /// A role brought to its spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,11 +58,16 @@ impl From<ReconcileError> for SyncFailure {
     }
 }
 
-/// Brings the role of `intent` to its spec.
+/// What must hold of an existing role before it is adopted (the guardrails, as found); the error
+/// stops the adoption before any write.
+pub type AdoptionCheck<'a> = &'a (dyn Fn(&ObservedRole) -> Result<(), ReconcileError> + Sync);
+
+/// Brings the role of `intent` to its spec; an existing role is adopted only if `adoptable` says so.
 pub async fn sync_role(
     iam: &impl RoleApi,
     intent: Intent<'_>,
     memory: &Memory,
+    adoptable: AdoptionCheck<'_>,
 ) -> Result<Synced, SyncFailure> {
     if !memory.observe_first()
         && let RolePlan::Create { role, then } = plan(intent, None, memory).map_err(plan_failure)?
@@ -92,6 +97,9 @@ pub async fn sync_role(
             attached,
             changes,
         } => {
+            if adopting && let Some(found) = &observed {
+                adoptable(found)?;
+            }
             let applied = execute(iam, &intent.desired.name, &changes, false).await;
             let attached_now = attached_after(&attached, &changes[..applied.count]);
             if let Some(error) = applied.error {

@@ -1,11 +1,16 @@
-//! The platform team's guardrail settings (`policies/guardrails.yaml`): severities of the configurable
-//! rules, quotas, lists and limits. Parsing and checking only; reading the file is the caller's job.
+//! The platform team's guardrail settings — the spec of a GuardrailPolicy, of which
+//! `policies/guardrails.yaml` is the default one: severities of the configurable rules, quotas,
+//! lists, limits and tenancy. Parsing and checking only; reading the file is the caller's job.
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use super::tenancy::Tenancy;
 use super::{RuleId, Severity, denied_policy};
+use crate::api::API_VERSION;
 use crate::iam::SESSION_DURATION_RANGE;
 
 /// IAM's own ceiling for a trust policy (after a quota increase), in non-whitespace characters.
@@ -46,6 +51,16 @@ pub enum Level {
     Off,
 }
 
+impl JsonSchema for Level {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Level".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "enum": ["deny", "warn", "off", "allow"]})
+    }
+}
+
 impl Level {
     /// The severity of a finding at this level, `None` when the rule is off.
     pub fn severity(self) -> Option<Severity> {
@@ -57,11 +72,14 @@ impl Level {
     }
 }
 
-/// Guardrail settings. Every field has the default of DESIGN.md, so an empty file is valid.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+/// Guardrail settings. Every field has the default of DESIGN.md, so an empty file is valid. Unknown
+/// settings are refused by [`Config::from_yaml`] and, in a GuardrailPolicy, by the `schema` rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Config {
-    /// Severity of each configurable rule (see [`CONFIGURABLE_RULES`]).
+    /// Severity of each configurable rule: privilege-escalation, trust-external-id,
+    /// not-action-allow (deny, warn or off).
+    #[schemars(with = "BTreeMap<String, Level>")]
     pub severities: BTreeMap<RuleId, Level>,
     /// Size and count quotas.
     pub quotas: Quotas,
@@ -80,10 +98,12 @@ pub struct Config {
     pub default_tags: BTreeMap<String, String>,
     /// The organisation's own account IDs: their principals need no `sts:ExternalId` (`trust-external-id`).
     pub trusted_accounts: Vec<String>,
+    /// What the governed namespaces may reach through the operator.
+    pub tenancy: Tenancy,
 }
 
 /// Size and count quotas (may be lowered; raised only up to IAM's ceilings).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Quotas {
     /// Trust policy size in non-whitespace characters.
@@ -95,7 +115,7 @@ pub struct Quotas {
 }
 
 /// Allowed range of `maxSessionDuration`, in seconds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionRange {
     /// Smallest allowed value.
@@ -105,7 +125,7 @@ pub struct SessionRange {
 }
 
 /// Settings of the `action-wildcard` rule.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ActionWildcard {
     /// Action patterns an Allow statement may never grant (compared case-insensitively).
@@ -117,7 +137,7 @@ pub struct ActionWildcard {
 }
 
 /// Settings of the `privilege-escalation` rule.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct EscalationPolicy {
     /// OIDC `:sub` values (Kubernetes service accounts) of the identities whose job is managing roles,
@@ -134,7 +154,7 @@ impl Default for EscalationPolicy {
 }
 
 /// Settings of the `permissions-boundary` rule.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct BoundaryPolicy {
     /// Whether every role must have a permissions boundary.
@@ -161,6 +181,7 @@ impl Default for Config {
             permissions_boundary: BoundaryPolicy::default(),
             default_tags: BTreeMap::new(),
             trusted_accounts: Vec::new(),
+            tenancy: Tenancy::default(),
         }
     }
 }
@@ -212,14 +233,58 @@ pub enum ConfigError {
     },
 }
 
+/// The fields of a GuardrailPolicy's spec that choose namespaces rather than set guardrails.
+const SELECTION_FIELDS: [&str; 2] = ["namespaceSelector", "priority"];
+
 impl Config {
-    /// Parses and checks a guardrails file's text.
+    /// Parses and checks a guardrails file: a GuardrailPolicy document, or its spec alone.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = if text.trim().is_empty() {
-            Config::default()
+        let parse = |e: &dyn std::fmt::Display| ConfigError::Parse(e.to_string());
+        let document: Value = if text.trim().is_empty() {
+            Value::Null
         } else {
-            serde_norway::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?
+            serde_norway::from_str(text).map_err(|e| parse(&e))?
         };
+        let settings = match document.get("kind") {
+            None => document,
+            Some(kind) if kind == "GuardrailPolicy" && document["apiVersion"] == API_VERSION => {
+                return Config::from_spec(document.get("spec").unwrap_or(&Value::Null));
+            }
+            Some(kind) => {
+                return Err(parse(&format!(
+                    "a guardrails file holds a {API_VERSION} GuardrailPolicy (or its spec), not {kind}"
+                )));
+            }
+        };
+        Config::from_spec(&settings)
+    }
+
+    /// Reads and checks the settings of a GuardrailPolicy's spec (its selection fields aside).
+    pub fn from_spec(spec: &Value) -> Result<Self, ConfigError> {
+        let mut settings = match spec {
+            Value::Null => Value::Object(Default::default()),
+            other => other.clone(),
+        };
+        if let Some(fields) = settings.as_object_mut() {
+            for field in SELECTION_FIELDS {
+                fields.remove(field);
+            }
+        }
+        let known = serde_json::to_value(Config::default()).unwrap_or_default();
+        if let (Some(given), Some(known)) = (settings.as_object(), known.as_object())
+            && let Some(unknown) = given.keys().find(|k| !known.contains_key(k.as_str()))
+        {
+            return Err(ConfigError::Parse(format!(
+                "unknown setting `{unknown}`; the settings are {}",
+                known
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let config: Config = serde_path_to_error::deserialize(settings)
+            .map_err(|e| ConfigError::Parse(format!("{}: {}", e.path(), e.inner())))?;
         config.check()?;
         Ok(config)
     }
@@ -310,6 +375,9 @@ impl Config {
                 "must be an OIDC subject such as system:serviceaccount:NAMESPACE:NAME".to_owned(),
             ));
         }
+        if let Some((field, message)) = self.tenancy.problem() {
+            return Err(invalid(&field, message));
+        }
         Ok(())
     }
 }
@@ -392,6 +460,21 @@ mod tests {
             "a".repeat(129)
         );
         assert!(Config::from_yaml(&long).is_err());
+    }
+
+    #[test]
+    fn a_guardrail_policy_document_is_read_like_its_spec() {
+        let document = "apiVersion: aws-infra-operator.runner.codes/v1alpha1\nkind: GuardrailPolicy\n\
+                        metadata: {name: team}\nspec:\n  priority: 5\n  namespaceSelector: {}\n  \
+                        tenancy: {roleNames: [\"{namespace}-*\"]}\n";
+        let config = Config::from_yaml(document).unwrap();
+        assert_eq!(config.tenancy.role_names, ["{namespace}-*"]);
+        assert!(Config::from_yaml("apiVersion: v1\nkind: ConfigMap\n").is_err());
+        let bad = document.replace("{namespace}-*", "{team}-*");
+        match Config::from_yaml(&bad) {
+            Err(ConfigError::Invalid { field, .. }) => assert_eq!(field, "tenancy.roleNames[0]"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -11,12 +11,14 @@ pub mod duration;
 mod excerpt;
 mod finding;
 mod path;
+mod policy;
 mod provider;
 mod report;
 mod role;
 mod rule_id;
 mod schema;
 mod tags;
+pub mod tenancy;
 
 pub use config::{
     ActionWildcard, BoundaryPolicy, CONFIGURABLE_RULES, Config, ConfigError,
@@ -26,6 +28,8 @@ pub use finding::{Finding, Severity};
 pub use path::FieldPath;
 pub use report::MAX_FINDINGS;
 pub use rule_id::{RuleId, UnknownRuleId};
+
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -42,6 +46,8 @@ pub enum Kind {
     IAMRole,
     /// `AWSProvider`.
     AWSProvider,
+    /// `GuardrailPolicy` (its settings are checked, not applied).
+    GuardrailPolicy,
 }
 
 impl Kind {
@@ -53,6 +59,7 @@ impl Kind {
         match kind {
             "IAMRole" => Some(Kind::IAMRole),
             "AWSProvider" => Some(Kind::AWSProvider),
+            "GuardrailPolicy" => Some(Kind::GuardrailPolicy),
             _ => None,
         }
     }
@@ -68,6 +75,7 @@ impl Kind {
         match self {
             Kind::IAMRole => "IAMRole",
             Kind::AWSProvider => "AWSProvider",
+            Kind::GuardrailPolicy => "GuardrailPolicy",
         }
     }
 }
@@ -85,6 +93,11 @@ pub struct SchemaError {
 /// The guardrail engine: configuration plus compiled schemas. Cheap to share behind an `Arc`.
 pub struct Engine {
     config: Config,
+    compiled: Arc<Compiled>,
+}
+
+/// The schemas every engine uses, whatever its configuration.
+struct Compiled {
     objects: schema::ObjectSchemas,
     policies: document::PolicyChecker,
 }
@@ -92,11 +105,22 @@ pub struct Engine {
 impl Engine {
     /// Builds the engine for a configuration.
     pub fn new(config: Config) -> Result<Self, SchemaError> {
-        Ok(Engine {
-            config,
+        let compiled = Compiled {
             objects: schema::ObjectSchemas::new()?,
             policies: document::PolicyChecker::new()?,
+        };
+        Ok(Engine {
+            config,
+            compiled: Arc::new(compiled),
         })
+    }
+
+    /// An engine for another configuration, sharing this one's compiled schemas (cheap).
+    pub fn with_config(&self, config: Config) -> Engine {
+        Engine {
+            config,
+            compiled: Arc::clone(&self.compiled),
+        }
     }
 
     /// The configuration in force.
@@ -108,28 +132,61 @@ impl Engine {
     /// At most [`MAX_FINDINGS`] are returned, plus one summing up the others.
     pub fn check(&self, kind: Kind, object: &Value, old: Option<&Value>) -> Vec<Finding> {
         let mut report = Report::default();
-        self.objects.check(kind, object, report.findings());
+        self.compiled.objects.check(kind, object, report.findings());
         let spec = object.get("spec").cloned().unwrap_or(Value::Null);
         let namespace = object
             .pointer("/metadata/namespace")
             .and_then(Value::as_str);
+        // A manifest without a namespace is applied to the current one, `default` unless told.
+        let tenant = namespace.unwrap_or("default");
         match kind {
             Kind::IAMRole => match read_spec::<IAMRoleSpec>(spec) {
                 Ok(spec) => {
                     self.check_role(&spec, namespace, &mut report);
-                    let old_spec = old
-                        .and_then(|o| o.get("spec"))
-                        .and_then(|s| serde_json::from_value::<IAMRoleSpec>(s.clone()).ok());
-                    if let Some(old_spec) = old_spec {
-                        role::check_immutable(&spec, &old_spec, report.findings());
+                    let adopt = crate::api::adopt_requested(
+                        object
+                            .pointer("/metadata/annotations")
+                            .and_then(|a| a.get(crate::api::ADOPT_ANNOTATION))
+                            .and_then(Value::as_str),
+                    );
+                    tenancy::report(
+                        self.config.tenancy.role_refusals(&spec, tenant, adopt),
+                        report.findings(),
+                    );
+                    if let Some(old) = old {
+                        let old_spec = old
+                            .get("spec")
+                            .and_then(|s| serde_json::from_value::<IAMRoleSpec>(s.clone()).ok());
+                        match old_spec {
+                            Some(old_spec) => {
+                                role::check_immutable(&spec, &old_spec, report.findings());
+                            }
+                            None => report.findings().push(Finding::deny(
+                                RuleId::ImmutableField,
+                                &FieldPath::root("oldObject").field("spec"),
+                                "the stored object cannot be read, so the immutable fields \
+                                 (roleName, path, providerRef) cannot be compared; refused",
+                            )),
+                        }
                     }
                 }
                 Err(e) => schema::unreadable_spec(&e, report.findings()),
             },
             Kind::AWSProvider => match read_spec::<AWSProviderSpec>(spec) {
-                Ok(spec) => provider::check_provider(&spec, report.findings()),
+                Ok(spec) => {
+                    provider::check_provider(&spec, report.findings());
+                    let mut refusals = self.config.tenancy.provider_refusals(&spec, tenant);
+                    // An endpoint that is no URL at all is provider-config's to report.
+                    refusals.retain(|refusal| {
+                        !report.findings().iter().any(|f| {
+                            f.rule == RuleId::ProviderConfig && f.path == refusal.path.as_str()
+                        })
+                    });
+                    tenancy::report(refusals, report.findings());
+                }
                 Err(e) => schema::unreadable_spec(&e, report.findings()),
             },
+            Kind::GuardrailPolicy => policy::check_policy(&spec, report.findings()),
         }
         report.into_findings()
     }
@@ -137,7 +194,7 @@ impl Engine {
     fn check_role(&self, spec: &IAMRoleSpec, namespace: Option<&str>, report: &mut Report) {
         role::check_role(spec, namespace, &self.config, report.findings());
         let spec_path = FieldPath::root("spec");
-        let trusted_by = self.policies.check_trust(
+        let trusted_by = self.compiled.policies.check_trust(
             &spec.assume_role_policy_document,
             &spec_path.field("assumeRolePolicyDocument"),
             &self.config,
@@ -156,7 +213,8 @@ impl Engine {
             let path = spec_path.field("inlinePolicy").field("policyDocument");
             documents.push((path, policy.policy_document.as_str()));
         }
-        self.policies
+        self.compiled
+            .policies
             .check_permissions(&documents, trusted_by, &self.config, report);
     }
 }

@@ -35,6 +35,7 @@ macro_rules! rule_ids {
 rule_ids! {
     Schema => "schema": "The object does not fit the CRD schema.",
     PrivilegeEscalation => "privilege-escalation": "An Allow letting the role raise its own or another principal's permissions.",
+    Tenancy => "tenancy": "Something the namespace's GuardrailPolicy does not allow: a role name or path, adoption, an endpoint, a roleARN or the operator's identity.",
     PolicyJson => "policy-json": "A policy document that is not one JSON object.",
     PolicyGrammar => "policy-grammar": "A policy document outside the IAM policy grammar.",
     PolicySize => "policy-size": "A document, string or statement list over IAM's limits, or policies over the size quota.",
@@ -79,7 +80,7 @@ mod tests {
 
     #[test]
     fn there_are_27_rules_and_ids_round_trip() {
-        assert_eq!(RuleId::ALL.len(), 27);
+        assert_eq!(RuleId::ALL.len(), 28);
         for rule in RuleId::ALL {
             assert_eq!(rule.as_str().parse::<RuleId>().unwrap(), *rule);
         }

@@ -8,7 +8,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::{Map, Value, json};
 
-use crate::api::{AWSProvider, IAMRole};
+use crate::api::{AWSProvider, GuardrailPolicy, IAMRole};
 
 use super::excerpt::quote;
 use super::{FieldPath, Finding, Kind, RuleId, SchemaError};
@@ -16,10 +16,11 @@ use super::{FieldPath, Finding, Kind, RuleId, SchemaError};
 /// Longest unknown field name for which a close known name is looked for.
 const MAX_SUGGESTION_INPUT: usize = 64;
 
-/// Compiled CRD schemas of both kinds.
+/// Compiled CRD schemas of every kind.
 pub struct ObjectSchemas {
     role: ObjectSchema,
     provider: ObjectSchema,
+    policy: ObjectSchema,
 }
 
 impl ObjectSchemas {
@@ -28,6 +29,7 @@ impl ObjectSchemas {
         Ok(ObjectSchemas {
             role: ObjectSchema::compile(Kind::IAMRole, &IAMRole::crd())?,
             provider: ObjectSchema::compile(Kind::AWSProvider, &AWSProvider::crd())?,
+            policy: ObjectSchema::compile(Kind::GuardrailPolicy, &GuardrailPolicy::crd())?,
         })
     }
 
@@ -36,6 +38,7 @@ impl ObjectSchemas {
         let schema = match kind {
             Kind::IAMRole => &self.role,
             Kind::AWSProvider => &self.provider,
+            Kind::GuardrailPolicy => &self.policy,
         };
         for error in schema.validator.iter_errors(object) {
             schema.report(&error, out);
@@ -354,6 +357,7 @@ fn owned_by_dedicated_rule(kind: Kind, segments: &[String]) -> bool {
                     "name" | "key"
                 ]
         ),
+        Kind::GuardrailPolicy => false,
     }
 }
 

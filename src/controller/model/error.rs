@@ -3,6 +3,7 @@
 
 use super::plan::PlanError;
 use crate::aws::{AwsError, AwsErrorKind, SettingsError};
+use crate::governance::GovernanceError;
 
 /// A failed reconcile of an IAMRole or an AWSProvider. Messages never hold credentials.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,29 @@ pub enum ReconcileError {
     /// Nothing may be written to the existing role (not ours, or not convergeable).
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// The guardrails refuse a spec never applied, or the existing role an adoption would take.
+    #[error(
+        "refused by the guardrails of namespace `{namespace}`, nothing was written to IAM: {findings}"
+    )]
+    GuardrailDenied {
+        /// The namespace whose guardrails refuse it.
+        namespace: String,
+        /// The refusals, `[rule] path: message; …`.
+        findings: String,
+    },
+    /// The provider would send credentials where its namespace's guardrails do not allow.
+    #[error(
+        "AWSProvider `{name}` is refused by the guardrails of its namespace, so no credentials are sent: {message}"
+    )]
+    ProviderRefused {
+        /// Name of the provider.
+        name: String,
+        /// The refusals.
+        message: String,
+    },
+    /// The guardrails governing the namespace are not known (fail closed).
+    #[error("{0}")]
+    Guardrails(#[from] GovernanceError),
 }
 
 /// What to do after a failure.
@@ -93,6 +117,10 @@ impl ReconcileError {
             ReconcileError::Settings { source, .. } => source.reason(),
             ReconcileError::Aws { source, .. } => source.reason(),
             ReconcileError::Plan(e) => e.reason(),
+            ReconcileError::GuardrailDenied { .. } | ReconcileError::ProviderRefused { .. } => {
+                "GuardrailDenied"
+            }
+            ReconcileError::Guardrails(_) => "GuardrailsUnavailable",
         }
     }
 
@@ -104,7 +132,8 @@ impl ReconcileError {
             ReconcileError::Kube { .. }
             | ReconcileError::ProviderNotFound { .. }
             | ReconcileError::ProviderNotReady { .. }
-            | ReconcileError::Settings { .. } => Retry::Backoff,
+            | ReconcileError::Settings { .. }
+            | ReconcileError::Guardrails(_) => Retry::Backoff,
             ReconcileError::Aws { source, transient } => {
                 if *transient || source.kind() == AwsErrorKind::InvalidCredentials {
                     Retry::Backoff
@@ -112,7 +141,10 @@ impl ReconcileError {
                     Retry::AtResync
                 }
             }
-            ReconcileError::InvalidObject(_) | ReconcileError::Plan(_) => Retry::AtResync,
+            ReconcileError::InvalidObject(_)
+            | ReconcileError::Plan(_)
+            | ReconcileError::GuardrailDenied { .. }
+            | ReconcileError::ProviderRefused { .. } => Retry::AtResync,
         }
     }
 }

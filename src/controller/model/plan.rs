@@ -17,8 +17,7 @@ use crate::iam::{
     policies_in_tag,
 };
 
-/// Annotation that lets an IAMRole take over an existing IAM role created outside the operator.
-pub const ADOPT_ANNOTATION: &str = "aws-infra-operator.runner.codes/adopt";
+pub use crate::api::ADOPT_ANNOTATION;
 
 /// Why nothing may be written to an existing role.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +54,22 @@ pub enum PlanError {
         /// The owning object, `namespace/name`.
         owner: String,
     },
+    /// A role of that name carries this object's owner tag but is not the role it recorded: it
+    /// was deleted and created again outside the operator.
+    #[error(
+        "IAM role `{role_name}` carries this object's owner tag but its RoleId `{found}` is not the \
+         one this object recorded (`{recorded}`): it was replaced outside the operator and is left \
+         untouched. To take it over, remove its owner tag in IAM and annotate the object with \
+         `{ADOPT_ANNOTATION}: \"true\"`"
+    )]
+    RoleReplaced {
+        /// The role name.
+        role_name: String,
+        /// The RoleId in the object's status.
+        recorded: String,
+        /// The RoleId found in IAM.
+        found: String,
+    },
 }
 
 impl PlanError {
@@ -62,7 +77,9 @@ impl PlanError {
     pub fn name_taken(&self) -> bool {
         matches!(
             self,
-            PlanError::RoleExists { .. } | PlanError::RoleConflict { .. }
+            PlanError::RoleExists { .. }
+                | PlanError::RoleConflict { .. }
+                | PlanError::RoleReplaced { .. }
         )
     }
 
@@ -71,7 +88,7 @@ impl PlanError {
         match self {
             PlanError::PathMismatch { .. } => "PathMismatch",
             PlanError::RoleExists { .. } => "RoleExists",
-            PlanError::RoleConflict { .. } => "RoleConflict",
+            PlanError::RoleConflict { .. } | PlanError::RoleReplaced { .. } => "RoleConflict",
         }
     }
 }
@@ -176,7 +193,18 @@ pub fn plan(
         });
     };
     let adopting = match ownership(&observed.tags, intent.owner) {
-        Ownership::Ours => false,
+        Ownership::Ours => {
+            if let Some(recorded) = &memory.role_id
+                && *recorded != observed.role_id
+            {
+                return Err(PlanError::RoleReplaced {
+                    role_name: desired.name.clone(),
+                    recorded: recorded.clone(),
+                    found: observed.role_id.clone(),
+                });
+            }
+            false
+        }
         Ownership::Unowned if intent.adopt => true,
         Ownership::Unowned => {
             return Err(PlanError::RoleExists {

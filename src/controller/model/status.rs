@@ -17,6 +17,11 @@ pub const SYNCED: &str = "Synced";
 /// Condition type (and reason) on an AWSProvider whose deletion waits for the IAMRoles using it.
 pub const IN_USE: &str = "InUse";
 
+/// Condition type (and reason) on an IAMRole whose spec, applied before, the guardrails refuse now.
+pub const GUARDRAIL_VIOLATION: &str = "GuardrailViolation";
+/// Reason of the `GuardrailViolation` condition and of its Warning Event.
+pub const REASON_GUARDRAIL_VIOLATION: &str = "GuardrailViolation";
+
 /// Reason of `Ready=True` on an IAMRole.
 pub const REASON_AVAILABLE: &str = "Available";
 /// Reason of `Synced=True` on an IAMRole.
@@ -123,10 +128,37 @@ pub fn role_status(
         ready: matches!(outcome, RoleOutcome::Synced(_)),
         conditions,
         observed_generation: generation,
+        applied_generation: match outcome {
+            RoleOutcome::Synced(_) => generation,
+            RoleOutcome::NotSynced { .. } => previous.and_then(|p| p.applied_generation),
+        },
         attached_policy_arns: previous
             .map(|p| p.attached_policy_arns.clone())
             .unwrap_or_default(),
     }
+}
+
+/// Adds the `GuardrailViolation` condition (status True, the findings as message) to a status.
+pub fn add_violation(
+    status: &mut IAMRoleStatus,
+    previous: Option<&IAMRoleStatus>,
+    findings: &str,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let old_conditions = previous.map_or(&[][..], |p| p.conditions.as_slice());
+    status.conditions.push(condition(
+        old_conditions,
+        GUARDRAIL_VIOLATION,
+        true,
+        REASON_GUARDRAIL_VIOLATION,
+        format!(
+            "the guardrails governing this namespace refuse this spec, which was applied before; \
+             the role keeps being reconciled: {findings}"
+        ),
+        generation,
+        now,
+    ));
 }
 
 /// The status of an AWSProvider at `generation` after `outcome`, `previous` being the stored status.

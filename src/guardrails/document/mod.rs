@@ -11,7 +11,7 @@
 
 mod action_name;
 mod escalation;
-mod glob;
+pub(crate) mod glob;
 mod grammar;
 mod limits;
 mod model;

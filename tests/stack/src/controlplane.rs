@@ -14,6 +14,11 @@ use crate::tools::Tools;
 use crate::wait::{self, free_port};
 
 const ADMIN_TOKEN: &str = "local-stack-admin-token";
+const OPERATOR_TOKEN: &str = "local-stack-operator-token";
+/// The user the operator authenticates as: its ServiceAccount of `manifests/deploy`, so that it runs
+/// with exactly the RBAC that `manifests/deploy/rbac.yaml` grants it.
+pub const OPERATOR_USER: &str =
+    "system:serviceaccount:infra-operator-system:infra-operator-controller-manager";
 
 /// etcd, kube-apiserver and kube-controller-manager, stopped when dropped (in reverse order).
 pub struct ControlPlane {
@@ -24,6 +29,8 @@ pub struct ControlPlane {
     pub port: u16,
     /// kubeconfig of the admin user (system:masters).
     pub kubeconfig: PathBuf,
+    /// kubeconfig of the operator's ServiceAccount ([`OPERATOR_USER`]).
+    pub operator_kubeconfig: PathBuf,
 }
 
 impl ControlPlane {
@@ -75,7 +82,10 @@ impl ControlPlane {
         let tokens = dir.join("tokens.csv");
         fs::write(
             &tokens,
-            format!("{ADMIN_TOKEN},admin,admin-uid,system:masters\n"),
+            format!(
+                "{ADMIN_TOKEN},admin,admin-uid,system:masters\n{OPERATOR_TOKEN},{OPERATOR_USER},\
+                 operator-uid,\"system:serviceaccounts,system:serviceaccounts:infra-operator-system\"\n"
+            ),
         )
         .map_err(|e| StackError::io("write tokens.csv", e))?;
         let cert_dir = dir.join("apiserver-certs");
@@ -103,9 +113,15 @@ impl ControlPlane {
         let kubeconfig = dir.join("kubeconfig");
         fs::write(
             &kubeconfig,
-            kubeconfig_yaml(port, &cert_dir.join("apiserver.crt")),
+            kubeconfig_yaml(port, &cert_dir.join("apiserver.crt"), ADMIN_TOKEN),
         )
         .map_err(|e| StackError::io("write kubeconfig", e))?;
+        let operator_kubeconfig = dir.join("operator-kubeconfig");
+        fs::write(
+            &operator_kubeconfig,
+            kubeconfig_yaml(port, &cert_dir.join("apiserver.crt"), OPERATOR_TOKEN),
+        )
+        .map_err(|e| StackError::io("write the operator's kubeconfig", e))?;
         let kubectl = tools.kubectl.clone();
         wait::until("kube-apiserver /readyz", Duration::from_secs(90), || {
             apiserver.ensure_running()?;
@@ -145,6 +161,7 @@ impl ControlPlane {
             etcd,
             port,
             kubeconfig,
+            operator_kubeconfig,
         })
     }
 
@@ -170,10 +187,10 @@ impl Drop for ControlPlane {
     }
 }
 
-fn kubeconfig_yaml(port: u16, ca: &Path) -> String {
+fn kubeconfig_yaml(port: u16, ca: &Path, token: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: https://127.0.0.1:{port}\n    \
-         certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {ADMIN_TOKEN}\ncontexts:\n- name: local\n  \
+         certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: local\n  \
          context:\n    cluster: local\n    user: admin\n    namespace: default\ncurrent-context: local\n",
         ca.display()
     )

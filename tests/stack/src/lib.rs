@@ -143,6 +143,11 @@ impl Stack {
         &self.control_plane.kubeconfig
     }
 
+    /// The kubeconfig of the operator's ServiceAccount (bound to `manifests/deploy/rbac.yaml`).
+    pub fn operator_kubeconfig(&self) -> &Path {
+        &self.control_plane.operator_kubeconfig
+    }
+
     /// The kubectl binary.
     pub fn kubectl_bin(&self) -> &Path {
         &self.tools.kubectl
@@ -228,7 +233,11 @@ impl Stack {
             bin: self.options.operator_bin.clone(),
             args,
         };
-        self.operator = Some(Operator::start(&options, &self.path, self.kubeconfig())?);
+        self.operator = Some(Operator::start(
+            &options,
+            &self.path,
+            &self.control_plane.operator_kubeconfig,
+        )?);
         self.register_webhooks()
     }
 
@@ -331,8 +340,12 @@ impl Stack {
         text
     }
 
+    /// Installs the CRDs, the operator's namespace, ServiceAccount and RBAC of `manifests/deploy`
+    /// (what the operator runs with), and the GuardrailPolicy that lets providers reach the local
+    /// IAM emulator.
     fn install_crds(&self) -> Result<(), StackError> {
-        let crds = self.options.repo_root.join("manifests/crds");
+        let root = &self.options.repo_root;
+        let crds = root.join("manifests/crds");
         self.kubectl_ok(&["apply", "-k", &crds.display().to_string()])?;
         self.kubectl_ok(&[
             "wait",
@@ -340,7 +353,16 @@ impl Stack {
             "--timeout=60s",
             "crd/iamroles.aws-infra-operator.runner.codes",
             "crd/awsproviders.aws-infra-operator.runner.codes",
+            "crd/guardrailpolicies.aws-infra-operator.runner.codes",
         ])?;
+        for file in [
+            "manifests/deploy/namespace.yaml",
+            "manifests/deploy/serviceaccount.yaml",
+            "manifests/deploy/rbac.yaml",
+            "policies/local-emulator.yaml",
+        ] {
+            self.kubectl_ok(&["apply", "-f", &root.join(file).display().to_string()])?;
+        }
         Ok(())
     }
 }

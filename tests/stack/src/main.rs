@@ -30,7 +30,7 @@ fn parse_args() -> Result<Args, String> {
         repo_root: PathBuf::from("."),
         operator_bin: PathBuf::from("target/release/infra-operator"),
         out: PathBuf::from("target/local"),
-        operator_args: vec!["run".into(), "--lease-namespace".into(), "default".into()],
+        operator_args: vec!["run".into()],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -136,7 +136,7 @@ fn run(args: Args) -> Result<(), StackError> {
         .map(|o| (o.https_port, o.admin_port))
         .unwrap_or_default();
     println!(
-        "\ninfra-operator is running on a local control plane.\n\n  source {}\n  kubectl get awsproviders\n  \
+        "\ninfra-operator is running on a local control plane.\n\n  source {}\n  kubectl get awsproviders\n  kubectl get guardrailpolicies\n  \
          kubectl apply -f manifests/examples/iamrole-e2e-ec2-role.yaml\n  kubectl get iamrole e2e-ec2-role -o yaml\n  \
          kubectl apply -f tests/fixtures/bad/   # refused, each with its rule\n\n  webhook  https://127.0.0.1:{}  \
          metrics http://127.0.0.1:{}/metrics\n  moto     {moto}\n  logs     {} (etcd, kube-apiserver, \
