@@ -322,6 +322,15 @@ fn headers_say_what_each_fixture_is() {
             fixture.name
         );
     }
+    for fixture in bad_fixtures() {
+        assert_eq!(
+            fixture.name.starts_with("bad-stricter/"),
+            fixture.guardrails.is_some(),
+            "{}: fixtures refused only under a stricter guardrails file (`# guardrails:`) live in \
+             bad-stricter/, the others in bad/, so that `kubectl apply -f tests/fixtures/bad/` is refused whole",
+            fixture.name
+        );
+    }
     for fixture in bad_fixtures()
         .iter()
         .chain(&good_fixtures())
@@ -334,9 +343,23 @@ fn headers_say_what_each_fixture_is() {
                 "{}: fixtures live in namespace default",
                 fixture.name
             );
+            // `kubectl delete -f tests/fixtures/...` must never remove what the local stack made.
+            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+            let name = doc.pointer("/metadata/name").and_then(Value::as_str);
+            for (stack_kind, stack_name) in STACK_OBJECTS {
+                assert!(
+                    !(kind == stack_kind && name == Some(stack_name)),
+                    "{}: a {kind} named {stack_name} is the local stack's own",
+                    fixture.name
+                );
+            }
         }
     }
 }
+
+/// The objects `make run` creates in namespace `default` (`tests/stack/src/main.rs`).
+const STACK_OBJECTS: [(&str, &str); 2] =
+    [("AWSProvider", "localstack"), ("Secret", "aws-credentials")];
 
 #[test]
 fn every_guardrails_file_is_valid_and_used() {

@@ -8,7 +8,9 @@
 //! - `# why: <reason>`: why a bad fixture is bad;
 //! - `# guardrails: <file>`: a guardrails file under `tests/fixtures/guardrails/` to check it with.
 //!
-//! Files under `updates/` hold two documents: the stored (old) object, then the new one.
+//! Files under `updates/` hold two documents: the stored (old) object, then the new one. Bad fixtures
+//! refused by the default guardrails live in `bad/`, those refused only under the stricter file their
+//! `# guardrails:` line names in `bad-stricter/`.
 
 // Each test binary that includes this module uses a different part of it.
 #![allow(dead_code)]
@@ -60,9 +62,12 @@ pub fn fixtures_dir() -> PathBuf {
         .join("fixtures")
 }
 
-/// Every fixture under `bad/`, sorted by name.
+/// Every bad fixture, sorted by name within each directory: `bad/` (refused by the default
+/// guardrails) then `bad-stricter/` (refused only under the guardrails file its header names).
 pub fn bad_fixtures() -> Vec<Fixture> {
-    load_dir("bad")
+    let mut fixtures = load_dir("bad");
+    fixtures.extend(load_dir("bad-stricter"));
+    fixtures
 }
 
 /// Every fixture under `good/`, sorted by name.

@@ -304,6 +304,22 @@ impl Stack {
         )
     }
 
+    /// Creates what `make run` offers a newcomer: the Secret `aws-credentials` and the AWSProvider
+    /// `localstack` pointing at moto (with default tags), in namespace `default`.
+    pub fn create_local_provider(&self) -> Result<(), StackError> {
+        let moto = self
+            .moto_url()
+            .ok_or_else(|| StackError::Command("moto is not running".into()))?;
+        let out = self.kubectl_with_input(&["apply", "-f", "-"], &local_provider(&moto))?;
+        if !out.status.success() {
+            return Err(StackError::Command(format!(
+                "creating the localstack AWSProvider: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(())
+    }
+
     /// Removes the operator's webhook configurations (so only the CRD schema guards the API).
     pub fn unregister_webhooks(&self) -> Result<(), StackError> {
         let file = self
@@ -395,3 +411,37 @@ const PROBE_ROLE: &str = r#"{
     "inlinePolicies": [{"policyName": "probe", "policyDocument": "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"iam:*\",\"Resource\":\"*\"}]}"}]
   }
 }"#;
+
+/// The Secret and AWSProvider of [`Stack::create_local_provider`].
+fn local_provider(endpoint: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: aws-credentials
+  namespace: default
+type: Opaque
+stringData:
+  access-key-id: test
+  secret-access-key: test
+---
+apiVersion: aws-infra-operator.runner.codes/v1alpha1
+kind: AWSProvider
+metadata:
+  name: localstack
+  namespace: default
+spec:
+  region: us-east-1
+  endpoint: {endpoint}
+  accessKeyIDRef:
+    name: aws-credentials
+    key: access-key-id
+  secretAccessKeyRef:
+    name: aws-credentials
+    key: secret-access-key
+  defaultTags:
+    managed-by: infra-operator
+    environment: test
+"#
+    )
+}

@@ -52,39 +52,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-fn localstack_provider(endpoint: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Secret
-metadata:
-  name: aws-credentials
-  namespace: default
-type: Opaque
-stringData:
-  access-key-id: test
-  secret-access-key: test
----
-apiVersion: aws-infra-operator.runner.codes/v1alpha1
-kind: AWSProvider
-metadata:
-  name: localstack
-  namespace: default
-spec:
-  region: us-east-1
-  endpoint: {endpoint}
-  accessKeyIDRef:
-    name: aws-credentials
-    key: access-key-id
-  secretAccessKeyRef:
-    name: aws-credentials
-    key: secret-access-key
-  defaultTags:
-    managed-by: infra-operator
-    environment: test
-"#
-    )
-}
-
 fn run(args: Args) -> Result<(), StackError> {
     let io = |what: &str| {
         let what = what.to_owned();
@@ -103,13 +70,7 @@ fn run(args: Args) -> Result<(), StackError> {
         dir: Some(stack_dir),
     })?;
     let moto = stack.moto_url().unwrap_or_default();
-    let out = stack.kubectl_with_input(&["apply", "-f", "-"], &localstack_provider(&moto))?;
-    if !out.status.success() {
-        return Err(StackError::Command(format!(
-            "creating the localstack AWSProvider: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
+    stack.create_local_provider()?;
 
     let out_dir = fs::canonicalize(&args.out).map_err(io("resolve the output directory"))?;
     let kubeconfig = out_dir.join("kubeconfig");
