@@ -67,6 +67,19 @@ pub fn defaults_patch(object: &Value, stored: Option<&Value>, config: &Config) -
 
 fn add_finalizer(object: &Value, ops: &mut Vec<PatchOperation>) {
     let finalizers = || PointerBuf::from_tokens(["metadata", "finalizers"].map(Token::new));
+    match object.get("metadata") {
+        // No metadata to add to (the API server always sends it; a crafted review may not).
+        None | Some(Value::Null) => {
+            ops.push(PatchOperation::Add(AddOperation {
+                path: PointerBuf::from_tokens([Token::new("metadata")]),
+                value: serde_json::json!({"finalizers": [FINALIZER]}),
+            }));
+            return;
+        }
+        Some(Value::Object(_)) => {}
+        // Metadata that is not an object cannot take a finalizer; the schema rule refuses it.
+        Some(_) => return,
+    }
     match object.pointer("/metadata/finalizers") {
         None | Some(Value::Null) => ops.push(PatchOperation::Add(AddOperation {
             path: finalizers(),
@@ -222,6 +235,19 @@ mod tests {
             json!({"cost-center": "platform", "a/b~c": "x"})
         );
         assert!(defaults_patch(&patched, None, &config).is_empty());
+    }
+
+    #[test]
+    fn an_object_without_metadata_gets_a_patch_that_applies() {
+        let config = Config::default();
+        let object = json!({"spec": {}});
+        let patch = defaults_patch(&object, None, &config);
+        let patched = apply(&object, &patch);
+        assert_eq!(patched["metadata"]["finalizers"], json!([FINALIZER]));
+        assert!(defaults_patch(&patched, None, &config).is_empty());
+        let scalar = json!({"metadata": "x", "spec": {}});
+        let patched = apply(&scalar, &defaults_patch(&scalar, None, &config));
+        assert_eq!(patched["metadata"], "x");
     }
 
     #[test]
