@@ -28,7 +28,8 @@ pub const MAX_PATTERNS: usize = 64;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Tenancy {
-    /// Patterns a role name must match (`{namespace}` is the role's namespace), e.g. `{namespace}-*`.
+    /// Patterns a role name must match (`{namespace}` is the role's namespace), e.g. `{namespace}.*`
+    /// (a separator no namespace name holds, so one namespace's names are never another's).
     pub role_names: Vec<String>,
     /// Patterns a role path must match, e.g. `/{namespace}/`.
     pub role_paths: Vec<String>,
@@ -438,6 +439,31 @@ mod tests {
             squat[0].message
         );
         assert!(squat[1].message.contains("`/`"), "{}", squat[1].message);
+    }
+
+    #[test]
+    fn a_separator_namespaces_never_hold_keeps_prefixed_namespaces_apart() {
+        let dotted = Tenancy {
+            role_names: vec!["{namespace}.*".to_owned()],
+            ..Tenancy::default()
+        };
+        let spec = role("payments-api.deployer", None);
+        assert!(
+            dotted
+                .role_refusals(&spec, "payments-api", false)
+                .is_empty()
+        );
+        assert_eq!(
+            paths(&dotted.role_refusals(&spec, "payments", false)),
+            ["spec.roleName"]
+        );
+        // With `-`, the shorter namespace reaches into the longer one's names.
+        let dashed = Tenancy {
+            role_names: vec!["{namespace}-*".to_owned()],
+            ..Tenancy::default()
+        };
+        let spec = role("payments-api-deployer", None);
+        assert!(dashed.role_refusals(&spec, "payments", false).is_empty());
     }
 
     #[test]
