@@ -2,8 +2,9 @@
 //! versions, kept across leadership terms, paced by the rate limiter of the provider's account
 //! (known from its status once authenticated, provisional before), and never built for a provider
 //! that would send credentials where its namespace's guardrails do not allow. Reads the Secrets a
-//! provider references by name from the API server (none is listed or watched); AWS clients are
-//! built here but called elsewhere.
+//! provider references by name from the API server (none is listed or watched) when the provider
+//! checks its credentials, or when no clients exist yet; AWS clients are built here but called
+//! elsewhere.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -48,6 +49,14 @@ impl ClientCache {
         let entries = self.entries.lock().ok()?;
         let (built_for, clients) = entries.get(cache_key)?;
         (built_for == key).then(|| clients.clone())
+    }
+
+    /// The cached clients of the provider `cache_key` if they were built for its `generation`
+    /// (whatever versions of its Secrets).
+    fn built_for(&self, cache_key: &str, generation: Option<i64>) -> Option<AwsClients> {
+        let entries = self.entries.lock().ok()?;
+        let (built_for, clients) = entries.get(cache_key)?;
+        (built_for.generation == generation).then(|| clients.clone())
     }
 
     /// The clients last built for the provider `cache_key`, whatever they were built for.
@@ -98,11 +107,35 @@ impl ProviderClients {
         }
     }
 
-    /// The AWS clients of `provider`, if the guardrails of its namespace (`engine`) let it send
-    /// credentials where it asks: from the cache while neither the provider's generation nor the
-    /// resourceVersion of a Secret it references changed, built afresh otherwise. The Secrets it
-    /// references are read (by name: the operator neither lists nor watches Secrets) every time.
+    /// The AWS clients of `provider` for its IAMRoles, if the guardrails of its namespace
+    /// (`engine`) let it send credentials where it asks: those built for the provider's current
+    /// generation, as its last check left them (no Secret is read), or built now when there are
+    /// none.
     pub async fn get(
+        &self,
+        provider: &AWSProvider,
+        engine: &Engine,
+    ) -> Result<AwsClients, ReconcileError> {
+        let namespace = provider
+            .namespace()
+            .ok_or(ReconcileError::InvalidObject("namespace"))?;
+        allowed(provider, &namespace, engine)?;
+        let cache_key = cache_key(&namespace, &provider.name_any());
+        match self
+            .cache
+            .built_for(&cache_key, provider.metadata.generation)
+        {
+            Some(clients) => Ok(clients),
+            None => self.checked(provider, engine).await,
+        }
+    }
+
+    /// The AWS clients of `provider` as its Secrets are now, for checking its credentials: the
+    /// Secrets it references are read (by name: the operator neither lists nor watches Secrets);
+    /// the cached clients are kept while neither the provider's generation nor the
+    /// resourceVersion of a Secret changed, and built afresh otherwise. Refused, like [`Self::get`],
+    /// where the guardrails do not let the provider send credentials.
+    pub async fn checked(
         &self,
         provider: &AWSProvider,
         engine: &Engine,

@@ -85,13 +85,13 @@ async fn write_statuses(
     assignments: &Assignments,
 ) {
     let now = Time(Timestamp::now());
-    for policy in cluster.policies() {
+    for (policy, problem) in cluster.policies() {
         let name = policy.name_any();
         let governed = assignments
             .values()
             .filter(|p| p.as_ref().is_some_and(|(n, _)| *n == name))
             .count();
-        let status = policy_status(&policy, governed, cluster.problem(&policy).as_deref(), &now);
+        let status = policy_status(&policy, governed, problem.as_deref(), &now);
         if policy.status.as_ref() == Some(&status) {
             continue;
         }

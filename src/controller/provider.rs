@@ -186,7 +186,7 @@ async fn authenticate(
 ) -> Result<CallerIdentity, ReconcileError> {
     let namespace = provider.namespace().unwrap_or_default();
     let governed = ctx.guardrails.governing(&namespace)?;
-    let clients = ctx.clients.get(provider, &governed.engine).await?;
+    let clients = ctx.clients.checked(provider, &governed.engine).await?;
     clients.caller_identity().await.map_err(ReconcileError::aws)
 }
 

@@ -1,10 +1,10 @@
-//! The cluster's GuardrailPolicies and the labels of its Namespaces, as watched, and the engine of
-//! each policy version (built on first use, shared by every review and reconcile until the policy
-//! changes). Runs the watches (Kubernetes API reads); everything else here reads the caches.
+//! The cluster's GuardrailPolicies and the labels of its Namespaces, as watched, and each policy
+//! compiled once per version (selector parsed, engine built) when the watch sees it change, so a
+//! review or a reconcile only reads a snapshot. Runs the watches (Kubernetes API reads); everything else here reads the caches.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
@@ -14,22 +14,19 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Notify;
 
-use super::select::{NamespaceSelector, governing};
+use super::select::{Candidate, NamespaceSelector, governing};
 use super::{GovernanceError, Governed};
 use crate::api::GuardrailPolicy;
 use crate::guardrails::Engine;
 use crate::serve::Shutdown;
-
-/// An engine built for one version of a policy, or why it could not be.
-type Built = Result<Arc<Engine>, String>;
 
 /// The cluster's guardrails, kept current by [`ClusterGuardrails::run`].
 pub struct ClusterGuardrails {
     policies: Store<GuardrailPolicy>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     builtin: Arc<Engine>,
-    /// Engines by policy name, with the resourceVersion they were built for.
-    engines: Mutex<HashMap<String, (Option<String>, Built)>>,
+    /// Every policy parsed and its engine built, once per version; replaced on every change.
+    compiled: RwLock<Arc<Vec<Compiled>>>,
     /// Woken on every change of a policy or a namespace.
     changed: Arc<Notify>,
     writers: Mutex<Option<Writers>>,
@@ -55,7 +52,7 @@ impl ClusterGuardrails {
             policies,
             namespaces,
             builtin,
-            engines: Mutex::new(HashMap::new()),
+            compiled: RwLock::new(Arc::new(Vec::new())),
             changed: Arc::new(Notify::new()),
             writers: Mutex::new(Some(Writers {
                 policies: policy_writer,
@@ -79,6 +76,12 @@ impl ClusterGuardrails {
         .default_backoff()
         .reflect(writers.policies)
         .for_each(|event| {
+            if matches!(
+                event,
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)
+            ) {
+                self.recompile();
+            }
             self.seen(event, "GuardrailPolicies", &self.policies_listed);
             futures::future::ready(())
         });
@@ -151,56 +154,39 @@ impl ClusterGuardrails {
         let Some(labels) = self.labels(namespace)? else {
             return Err(GovernanceError::UnknownNamespace(namespace.to_owned()));
         };
-        let policies = self.policies.state();
-        let Some(policy) = governing(&policies, &labels) else {
-            return Ok(Governed {
-                engine: self.builtin(),
-                policy: None,
-            });
-        };
-        let name = policy.name_any();
-        match self.engine_of(policy) {
-            Ok(engine) => Ok(Governed {
-                engine,
-                policy: Some(name),
-            }),
-            Err(message) => Err(GovernanceError::InvalidPolicy {
-                policy: name,
-                namespace: namespace.to_owned(),
-                message,
-            }),
-        }
+        resolve(&self.compiled(), &labels, &self.builtin, namespace)
     }
 
     /// For every namespace, the policy governing it (`None`: the built-in defaults) with the
     /// resourceVersion in force.
     pub fn assignments(&self) -> BTreeMap<String, Option<(String, Option<String>)>> {
-        let policies = self.policies.state();
+        let compiled = self.compiled();
         self.namespaces
             .state()
             .iter()
             .map(|ns| {
-                let labels = ns.labels();
                 let policy =
-                    governing(&policies, labels).map(|p| (p.name_any(), p.resource_version()));
+                    governing(&compiled, ns.labels()).map(|p| (p.name.clone(), p.version.clone()));
                 (ns.name_any(), policy)
             })
             .collect()
     }
 
-    /// Every policy as watched.
-    pub fn policies(&self) -> Vec<Arc<GuardrailPolicy>> {
-        self.policies.state()
-    }
-
-    /// Why a policy's settings or selector cannot be used, if they cannot.
-    pub fn problem(&self, policy: &GuardrailPolicy) -> Option<String> {
-        if let NamespaceSelector::Unreadable(why) =
-            NamespaceSelector::of(policy.spec.namespace_selector.as_ref())
-        {
-            return Some(format!("spec.namespaceSelector: {why}"));
-        }
-        self.engine_of(policy).err()
+    /// Every policy as watched, with why it cannot be used, if it cannot.
+    pub fn policies(&self) -> Vec<(Arc<GuardrailPolicy>, Option<String>)> {
+        let compiled = self.compiled();
+        self.policies
+            .state()
+            .into_iter()
+            .map(|policy| {
+                let name = policy.name_any();
+                let problem = compiled
+                    .iter()
+                    .find(|c| c.name == name)
+                    .and_then(Compiled::problem);
+                (policy, problem)
+            })
+            .collect()
     }
 
     /// The labels of `namespace`; `Ok(None)` when it is not known.
@@ -214,26 +200,204 @@ impl ClusterGuardrails {
             .map(|ns| ns.labels().clone()))
     }
 
-    /// The engine of a policy's current version, built on first use.
-    fn engine_of(&self, policy: &GuardrailPolicy) -> Built {
-        let name = policy.name_any();
-        let version = policy.resource_version();
-        let mut engines = self
-            .engines
-            .lock()
-            .map_err(|_| "the engine cache is unusable".to_owned())?;
-        if let Some((built_for, built)) = engines.get(&name)
-            && *built_for == version
-        {
-            return built.clone();
+    /// The compiled policies in force.
+    fn compiled(&self) -> Arc<Vec<Compiled>> {
+        self.compiled
+            .read()
+            .map(|c| Arc::clone(&c))
+            .unwrap_or_default()
+    }
+
+    /// Compiles the watched policies again, reusing what did not change.
+    fn recompile(&self) {
+        let previous = self.compiled();
+        let next = compile(&self.policies.state(), &previous, &self.builtin);
+        if let Ok(mut compiled) = self.compiled.write() {
+            *compiled = Arc::new(next);
         }
-        let built = policy
-            .spec
-            .config()
-            .map(|config| Arc::new(self.builtin.with_config(config)))
-            .map_err(|e| e.to_string());
-        engines.retain(|cached, _| self.policies.get(&ObjectRef::new(cached)).is_some());
-        engines.insert(name, (version, built.clone()));
-        built
+    }
+}
+
+/// One policy as governance uses it: its selector parsed and its engine built, for one version.
+#[derive(Clone)]
+pub struct Compiled {
+    name: String,
+    version: Option<String>,
+    priority: i32,
+    selector: NamespaceSelector,
+    engine: Result<Arc<Engine>, String>,
+}
+
+impl Compiled {
+    /// Parses `policy` and builds its engine, lending it the compiled schemas of `builtin`.
+    fn new(policy: &GuardrailPolicy, builtin: &Engine) -> Self {
+        Compiled {
+            name: policy.name_any(),
+            version: policy.resource_version(),
+            priority: policy.spec.priority,
+            selector: NamespaceSelector::of(policy.spec.namespace_selector.as_ref()),
+            engine: policy
+                .spec
+                .config()
+                .map(|config| Arc::new(builtin.with_config(config)))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Why the policy cannot be used, if it cannot.
+    fn problem(&self) -> Option<String> {
+        if let NamespaceSelector::Unreadable(why) = &self.selector {
+            return Some(format!("spec.namespaceSelector: {why}"));
+        }
+        self.engine.as_ref().err().cloned()
+    }
+}
+
+impl Candidate for Compiled {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn priority(&self) -> i32 {
+        self.priority
+    }
+    fn selector(&self) -> &NamespaceSelector {
+        &self.selector
+    }
+}
+
+/// `policies` compiled, reusing the entries of `previous` whose version did not change.
+fn compile(
+    policies: &[Arc<GuardrailPolicy>],
+    previous: &[Compiled],
+    builtin: &Engine,
+) -> Vec<Compiled> {
+    policies
+        .iter()
+        .map(|policy| {
+            let (name, version) = (policy.name_any(), policy.resource_version());
+            previous
+                .iter()
+                .find(|c| c.name == name && c.version == version)
+                .cloned()
+                .unwrap_or_else(|| Compiled::new(policy, builtin))
+        })
+        .collect()
+}
+
+/// The guardrails of a namespace with `labels` under the compiled policies: the governing
+/// policy's engine, the built-in defaults when none matches, a refusal when it cannot be used.
+fn resolve(
+    compiled: &[Compiled],
+    labels: &BTreeMap<String, String>,
+    builtin: &Arc<Engine>,
+    namespace: &str,
+) -> Result<Governed, GovernanceError> {
+    let Some(policy) = governing(compiled, labels) else {
+        return Ok(Governed {
+            engine: Arc::clone(builtin),
+            policy: None,
+        });
+    };
+    match (&policy.engine, policy.problem()) {
+        (Ok(engine), None) => Ok(Governed {
+            engine: Arc::clone(engine),
+            policy: Some(policy.name.clone()),
+        }),
+        (_, problem) => Err(GovernanceError::InvalidPolicy {
+            policy: policy.name.clone(),
+            namespace: namespace.to_owned(),
+            message: problem.unwrap_or_default(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::GuardrailPolicySpec;
+    use crate::guardrails::Config;
+
+    fn policy(
+        name: &str,
+        version: &str,
+        team: &str,
+        settings: serde_json::Value,
+    ) -> Arc<GuardrailPolicy> {
+        let mut policy = GuardrailPolicy::new(
+            name,
+            GuardrailPolicySpec {
+                namespace_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([("team".to_owned(), team.to_owned())])),
+                    match_expressions: None,
+                }),
+                priority: 10,
+                settings: settings.as_object().cloned().unwrap_or_default(),
+            },
+        );
+        policy.metadata.resource_version = Some(version.to_owned());
+        Arc::new(policy)
+    }
+
+    fn team(value: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("team".to_owned(), value.to_owned())])
+    }
+
+    #[test]
+    fn a_namespace_gets_its_policys_engine_the_defaults_or_a_refusal() {
+        let builtin = Arc::new(Engine::new(Config::default()).expect("engine"));
+        let policies = [
+            policy(
+                "team-a",
+                "1",
+                "a",
+                json!({"maxSessionDuration": {"min": 3600, "max": 7200}}),
+            ),
+            policy(
+                "broken",
+                "1",
+                "b",
+                json!({"tenancy": {"roleNames": ["{team}-*"]}}),
+            ),
+        ];
+        let compiled = compile(&policies, &[], &builtin);
+        let a = resolve(&compiled, &team("a"), &builtin, "ns-a").expect("governed");
+        assert_eq!(a.policy.as_deref(), Some("team-a"));
+        assert_eq!(a.engine.config().max_session_duration.max, 7200);
+        let none = resolve(&compiled, &team("c"), &builtin, "ns-c").expect("defaults");
+        assert_eq!(none.policy, None);
+        assert!(Arc::ptr_eq(&none.engine, &builtin));
+        match resolve(&compiled, &team("b"), &builtin, "ns-b") {
+            Err(GovernanceError::InvalidPolicy {
+                policy, message, ..
+            }) => {
+                assert_eq!(policy, "broken");
+                assert!(message.contains("tenancy.roleNames[0]"), "{message}");
+            }
+            other => panic!("{:?}", other.map(|g| g.policy)),
+        }
+    }
+
+    #[test]
+    fn an_unchanged_version_keeps_its_engine_and_a_new_one_is_rebuilt() {
+        let builtin = Arc::new(Engine::new(Config::default()).expect("engine"));
+        let first = compile(&[policy("team-a", "1", "a", json!({}))], &[], &builtin);
+        let same = compile(&[policy("team-a", "1", "a", json!({}))], &first, &builtin);
+        let engine = |c: &[Compiled]| c[0].engine.clone().expect("valid");
+        assert!(Arc::ptr_eq(&engine(&first), &engine(&same)));
+        let edited = compile(
+            &[policy(
+                "team-a",
+                "2",
+                "a",
+                json!({"trustedAccounts": ["123456789012"]}),
+            )],
+            &same,
+            &builtin,
+        );
+        assert!(!Arc::ptr_eq(&engine(&same), &engine(&edited)));
+        assert_eq!(engine(&edited).config().trusted_accounts, ["123456789012"]);
     }
 }

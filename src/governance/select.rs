@@ -5,10 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
-
-use crate::api::GuardrailPolicy;
 
 /// A policy's selector in force: every namespace, the parsed selector, or none (unreadable).
 #[derive(Clone, Debug)]
@@ -54,22 +51,28 @@ impl NamespaceSelector {
     }
 }
 
+/// What selection needs of a policy.
+pub trait Candidate {
+    /// The policy's name (ties go to the first in alphabetical order).
+    fn name(&self) -> &str;
+    /// Its priority (the highest governs).
+    fn priority(&self) -> i32;
+    /// Its namespace selector, parsed.
+    fn selector(&self) -> &NamespaceSelector;
+}
+
 /// The policy governing a namespace with `labels`, if any matches.
-pub fn governing<'p, P>(policies: &'p [P], labels: &BTreeMap<String, String>) -> Option<&'p P>
-where
-    P: AsRef<GuardrailPolicy>,
-{
+pub fn governing<'p, C: Candidate>(
+    policies: &'p [C],
+    labels: &BTreeMap<String, String>,
+) -> Option<&'p C> {
     policies
         .iter()
-        .filter(|p| {
-            NamespaceSelector::of(p.as_ref().spec.namespace_selector.as_ref()).matches(labels)
-        })
+        .filter(|p| p.selector().matches(labels))
         .min_by(|a, b| {
-            let (a, b) = (a.as_ref(), b.as_ref());
-            b.spec
-                .priority
-                .cmp(&a.spec.priority)
-                .then_with(|| a.name_any().cmp(&b.name_any()))
+            b.priority()
+                .cmp(&a.priority())
+                .then_with(|| a.name().cmp(b.name()))
         })
 }
 
@@ -78,17 +81,23 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     use super::*;
-    use crate::api::GuardrailPolicySpec;
 
-    fn policy(name: &str, priority: i32, selector: Option<LabelSelector>) -> GuardrailPolicy {
-        GuardrailPolicy::new(
-            name,
-            GuardrailPolicySpec {
-                namespace_selector: selector,
-                priority,
-                ..GuardrailPolicySpec::default()
-            },
-        )
+    struct Policy(&'static str, i32, NamespaceSelector);
+
+    impl Candidate for Policy {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn priority(&self) -> i32 {
+            self.1
+        }
+        fn selector(&self) -> &NamespaceSelector {
+            &self.2
+        }
+    }
+
+    fn policy(name: &'static str, priority: i32, selector: Option<LabelSelector>) -> Policy {
+        Policy(name, priority, NamespaceSelector::of(selector.as_ref()))
     }
 
     fn team(value: &str) -> Option<LabelSelector> {
@@ -105,14 +114,8 @@ mod tests {
             .collect()
     }
 
-    fn name_of(policies: &[GuardrailPolicy], labels: &BTreeMap<String, String>) -> Option<String> {
-        governing(policies, labels).map(ResourceExt::name_any)
-    }
-
-    impl AsRef<GuardrailPolicy> for GuardrailPolicy {
-        fn as_ref(&self) -> &GuardrailPolicy {
-            self
-        }
+    fn name_of(policies: &[Policy], labels: &BTreeMap<String, String>) -> Option<&'static str> {
+        governing(policies, labels).map(|p| p.0)
     }
 
     #[test]
@@ -124,15 +127,15 @@ mod tests {
             policy("a-strict", 10, team("b")),
         ];
         assert_eq!(
-            name_of(&policies, &labels(&[("team", "a")])).as_deref(),
+            name_of(&policies, &labels(&[("team", "a")])),
             Some("team-a")
         );
         assert_eq!(
-            name_of(&policies, &labels(&[("team", "b")])).as_deref(),
+            name_of(&policies, &labels(&[("team", "b")])),
             Some("a-strict")
         );
         assert_eq!(
-            name_of(&policies, &labels(&[("team", "c")])).as_deref(),
+            name_of(&policies, &labels(&[("team", "c")])),
             Some("default")
         );
         assert_eq!(name_of(&policies[1..], &labels(&[])), None);

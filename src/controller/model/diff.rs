@@ -178,6 +178,19 @@ mod tests {
             .collect()
     }
 
+    /// The operations `changes` plans, in order (none when it refuses).
+    fn operations(
+        desired: &DesiredRole,
+        observed: &ObservedRole,
+        attached: &BTreeSet<String>,
+    ) -> Vec<&'static str> {
+        changes(desired, observed, attached)
+            .unwrap_or_default()
+            .iter()
+            .map(Change::operation)
+            .collect()
+    }
+
     fn set(items: &[&str]) -> BTreeSet<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -473,13 +486,9 @@ mod tests {
             tags: map(&[("Old", "1")]),
             ..ObservedRole::default()
         };
-        let operations: Vec<&str> = changes(&desired, &observed, &set(&[LOGS]))
-            .unwrap_or_default()
-            .iter()
-            .map(Change::operation)
-            .collect();
+        let planned = operations(&desired, &observed, &set(&[LOGS]));
         assert_eq!(
-            operations,
+            planned,
             [
                 "UpdateRole",
                 "UpdateAssumeRolePolicy",
@@ -500,13 +509,9 @@ mod tests {
             permissions_boundary: Some(BOUNDARY.to_owned()),
             ..observed
         };
-        let operations: Vec<&str> = changes(&unbounded, &bounded, &set(&[LOGS]))
-            .unwrap_or_default()
-            .iter()
-            .map(Change::operation)
-            .collect();
+        let unbounding = operations(&unbounded, &bounded, &set(&[LOGS]));
         assert_eq!(
-            operations,
+            unbounding,
             [
                 "UpdateRole",
                 "UpdateAssumeRolePolicy",

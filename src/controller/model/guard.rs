@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::api::{API_VERSION, IAMRole};
-use crate::guardrails::{Engine, Finding, Kind};
+use crate::guardrails::{Engine, FieldPath, Finding, Kind, RuleId};
 use crate::iam::ObservedRole;
 use crate::iam::tags::{is_aws_tag, is_operator_tag, merge_tags};
 
@@ -36,7 +36,14 @@ pub fn judge_spec(
 ) -> Verdict {
     let mut object = match serde_json::to_value(role) {
         Ok(object) => object,
-        Err(_) => return Verdict::Clean,
+        // Nothing that cannot be checked is applied.
+        Err(error) => {
+            return Verdict::Denied(vec![Finding::deny(
+                RuleId::Schema,
+                &FieldPath::root("spec"),
+                format!("cannot be read for checking: {error}"),
+            )]);
+        }
     };
     if provider_default_tags.is_some_and(|tags| !tags.is_empty()) {
         let tags = merge_tags(provider_default_tags, role.spec.tags.as_ref());
@@ -130,7 +137,7 @@ pub fn findings_text(findings: &[Finding]) -> String {
 mod tests {
     use super::*;
     use crate::api::{IAMRoleSpec, IAMRoleStatus, ProviderRef};
-    use crate::guardrails::{Config, RuleId};
+    use crate::guardrails::Config;
 
     const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
