@@ -6,6 +6,7 @@
 //! before it is opened, files over [`MAX_FILE_BYTES`] are refused, and YAML nested deeper than
 //! [`MAX_NESTING`] levels is refused before it is parsed.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::api::AWSProvider;
 use crate::guardrails::{Engine, Finding, Kind, Severity};
+use crate::iam::workload_identity::ProviderFacts;
 
 /// Largest manifest file read.
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
@@ -220,6 +223,7 @@ pub fn check_text(engine: &Engine, file: &str, text: &str, report: &mut Report) 
             return;
         }
     };
+    let providers = providers_of(&documents);
     for document in documents {
         if document.is_null() {
             continue;
@@ -240,15 +244,40 @@ pub fn check_text(engine: &Engine, file: &str, text: &str, report: &mut Report) 
             });
             continue;
         };
-        let namespace = Some(field("/metadata/namespace")).filter(|n| !n.is_empty());
+        let namespace = Some(field("/metadata/namespace"))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        let provider = (kind == Kind::IAMRole)
+            .then(|| providers.get(&(namespace.clone(), field("/spec/providerRef/name"))))
+            .flatten();
         report.objects.push(ObjectReport {
             file: file.to_owned(),
             kind: kind.as_str().to_owned(),
-            namespace: namespace.unwrap_or_else(|| "default".to_owned()),
+            namespace,
             name: field("/metadata/name"),
-            findings: engine.check(kind, &document, None),
+            findings: engine.check_with_provider(kind, &document, None, provider),
         });
     }
+}
+
+/// The AWSProviders among `documents`, by namespace and name: a role's `workloadIdentity` is
+/// checked against the provider of the same file.
+fn providers_of(documents: &[Value]) -> HashMap<(String, String), ProviderFacts> {
+    documents
+        .iter()
+        .filter(|d| Kind::of(d) == Some(Kind::AWSProvider))
+        .filter_map(|d| serde_json::from_value::<AWSProvider>(d.clone()).ok())
+        .map(|provider| {
+            let namespace = provider
+                .metadata
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "default".to_owned());
+            let facts = ProviderFacts::of(&provider);
+            ((namespace, facts.name.clone()), facts)
+        })
+        .collect()
 }
 
 /// Splits multi-document YAML (JSON is YAML too) into JSON values.
@@ -383,6 +412,35 @@ mod tests {
         assert_eq!(report.skipped.len(), 2);
         assert_eq!(report.skipped[0].kind, "Secret");
         assert_eq!(report.exit_code(), 0);
+    }
+
+    #[test]
+    fn a_role_is_checked_with_the_provider_of_its_file() {
+        let provider = |cluster: &str| {
+            format!(
+                "apiVersion: aws-infra-operator.runner.codes/v1alpha1\nkind: AWSProvider\n\
+                 metadata: {{name: aws, namespace: apps}}\nspec: {{region: us-east-1{cluster}}}\n"
+            )
+        };
+        let role = "apiVersion: aws-infra-operator.runner.codes/v1alpha1\nkind: IAMRole\n\
+                    metadata: {name: pods, namespace: apps}\nspec: {providerRef: {name: aws}, \
+                    roleName: pods, workloadIdentity: {serviceAccounts: [app]}}\n";
+        let rules = |text: String| {
+            let mut report = Report::default();
+            check_text(&engine(), "f.yaml", &text, &mut report);
+            report.objects[1]
+                .findings
+                .iter()
+                .map(|f| f.rule.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            rules(format!("{}---\n{role}", provider(""))),
+            ["workload-identity"]
+        );
+        let with_issuer =
+            provider(", cluster: {oidcIssuer: 'https://oidc.eks.us-east-1.amazonaws.com/id/A1'}");
+        assert!(rules(format!("{with_issuer}---\n{role}")).is_empty());
     }
 
     #[test]

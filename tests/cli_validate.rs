@@ -40,7 +40,7 @@ fn every_seed_example_passes() {
     assert!(text.contains("skipped v1 Secret aws-credentials"), "{text}");
     let summary = String::from_utf8_lossy(&output.stderr);
     assert!(
-        summary.contains("16 objects checked, 0 denied"),
+        summary.contains("17 objects checked, 0 denied"),
         "{summary}"
     );
 }

@@ -20,6 +20,7 @@ use infra_operator::aws::{
     AwsClients, CredentialSource, IamApi, ProviderSettings, SecretString, is_write,
 };
 use infra_operator::iam::ObservedRole;
+use infra_operator::iam::workload_identity::{ProviderFacts, effective_trust_policy};
 use infra_operator::iam::{Change, CreateRole};
 use infra_operator::iam::{OWNER_TAG_KEY, POLICIES_TAG_KEY, policies_tag_value};
 use k8s_openapi::api::core::v1::Secret;
@@ -226,12 +227,9 @@ impl World {
             .unwrap_or_else(|e| panic!("delete IAMRole {name}: {e}"));
     }
 
-    fn provider_default_tags(&self, name: &str) -> BTreeMap<String, String> {
+    fn provider(&self, name: &str) -> AWSProvider {
         self.block_on(self.providers().get(name))
             .unwrap_or_else(|e| panic!("get AWSProvider {name}: {e}"))
-            .spec
-            .default_tags
-            .unwrap_or_default()
     }
 
     fn metrics(&self) -> String {
@@ -244,11 +242,11 @@ impl World {
     fn wait_converged(&self, name: &str, foreign: &BTreeSet<String>) -> (IAMRole, ObservedRole) {
         poll(&format!("IAMRole {name} converged"), TIMEOUT, || {
             let role = self.role(name)?.ok_or("the object does not exist")?;
-            let default_tags = self.provider_default_tags(&role.spec.provider_ref.name);
+            let provider = self.provider(&role.spec.provider_ref.name);
             let observed = self
                 .observe(&role.spec.role_name)?
                 .ok_or("the role does not exist in moto")?;
-            let problems = mismatches(&role, &observed, &default_tags, foreign);
+            let problems = mismatches(&role, &observed, &provider, foreign);
             if problems.is_empty() {
                 Ok((role, observed))
             } else {
@@ -317,10 +315,16 @@ fn json_equal(a: &str, b: &str) -> bool {
 fn mismatches(
     role: &IAMRole,
     observed: &ObservedRole,
-    default_tags: &BTreeMap<String, String>,
+    provider: &AWSProvider,
     foreign: &BTreeSet<String>,
 ) -> Vec<String> {
     let spec = &role.spec;
+    let default_tags = &provider.spec.default_tags.clone().unwrap_or_default();
+    let trust = effective_trust_policy(
+        spec,
+        role.metadata.namespace.as_deref().unwrap_or_default(),
+        &ProviderFacts::of(provider),
+    );
     let mut problems = Vec::new();
     let mut check = |field: &str, ok: bool, detail: String| {
         if !ok {
@@ -347,8 +351,10 @@ fn mismatches(
     );
     check(
         "trust policy",
-        json_equal(&observed.trust_policy, &spec.assume_role_policy_document),
-        observed.trust_policy.clone(),
+        trust
+            .as_ref()
+            .is_ok_and(|trust| json_equal(&observed.trust_policy, trust)),
+        format!("{} vs {trust:?}", observed.trust_policy),
     );
     let managed: BTreeSet<String> = spec.managed_policy_arns.iter().flatten().cloned().collect();
     let attached: BTreeSet<String> = observed

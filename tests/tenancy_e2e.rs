@@ -4,141 +4,21 @@
 //! reach beyond its policy is tried through kubectl and, with the webhooks removed, against the
 //! reconciler alone. One test drives every step on one stack and reports every failing step.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::TcpListener;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use infra_operator::aws::{AwsClients, CredentialSource, IamApi, ProviderSettings, SecretString};
 use infra_operator::iam::{Change, CreateRole, OWNER_TAG_KEY};
-use local_stack::{Stack, StackOptions};
 use serde_json::{Value, json};
+use support::cluster::{World, credentials, namespace, poll, provider};
 
-/// Upper bound of every wait; only a hang should hit it.
-const TIMEOUT: Duration = Duration::from_secs(90);
 const EC2_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 const ADMIN: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Polls `check` every half second until it yields a value; panics with its last complaint.
-fn poll<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match check() {
-            Ok(value) => return value,
-            Err(complaint) if Instant::now() >= deadline => {
-                panic!("timed out after {TIMEOUT:?} waiting for {what}: {complaint}")
-            }
-            Err(_) => thread::sleep(Duration::from_millis(500)),
-        }
-    }
-}
-
-struct World {
-    stack: Stack,
-    rt: tokio::runtime::Runtime,
-    iam: IamApi,
-    moto: String,
-}
-
-impl World {
-    /// `kubectl apply` of a JSON object: `Ok(stdout)` or `Err(stderr)`.
-    fn apply(&self, object: &Value) -> Result<String, String> {
-        let out = self
-            .stack
-            .kubectl_with_input(&["apply", "-f", "-"], &object.to_string())
-            .expect("run kubectl");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    fn applied(&self, object: &Value) {
-        if let Err(error) = self.apply(object) {
-            panic!("kubectl apply refused {object}: {error}");
-        }
-    }
-
-    fn refused(&self, object: &Value, rule: &str, path: &str) -> String {
-        match self.apply(object) {
-            Ok(out) => panic!("kubectl apply admitted {object}: {out}"),
-            Err(error) => {
-                assert!(
-                    error.contains(&format!("[{rule}] {path}")),
-                    "expected [{rule}] {path} in: {error}"
-                );
-                error
-            }
-        }
-    }
-
-    fn get(&self, kind: &str, namespace: Option<&str>, name: &str) -> Value {
-        let mut args = vec!["get", kind, name, "-o", "json"];
-        if let Some(namespace) = namespace {
-            args.extend(["-n", namespace]);
-        }
-        let text = self.stack.kubectl_ok(&args).expect("kubectl get");
-        serde_json::from_str(&text).expect("JSON")
-    }
-
-    fn condition(&self, namespace: &str, name: &str, kind: &str, type_: &str) -> Option<Value> {
-        let object = self.get(kind, Some(namespace), name);
-        object["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == type_)
-            .cloned()
-    }
-
-    /// Waits for the IAMRole's `Ready` condition to have `reason`; returns its message.
-    fn ready_reason(&self, namespace: &str, name: &str, reason: &str) -> String {
-        poll(&format!("{namespace}/{name} Ready reason {reason}"), || {
-            let ready = self
-                .condition(namespace, name, "iamrole", "Ready")
-                .ok_or("no Ready condition")?;
-            if ready["reason"] == reason {
-                Ok(ready["message"].as_str().unwrap_or_default().to_owned())
-            } else {
-                Err(ready.to_string())
-            }
-        })
-    }
-
-    fn role_in_iam(&self, name: &str) -> Option<infra_operator::iam::ObservedRole> {
-        self.rt
-            .block_on(self.iam.observe_role(name))
-            .expect("read IAM")
-    }
-
-    fn metrics(&self) -> String {
-        let port = self.stack.operator().expect("operator").admin_port;
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("admin port");
-        use std::io::Write;
-        write!(
-            stream,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .expect("request");
-        let mut text = String::new();
-        stream.read_to_string(&mut text).expect("response");
-        text
-    }
-}
-
-fn namespace(name: &str, team: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace",
-           "metadata": {"name": name, "labels": {"team": team}}})
-}
 
 /// A team's policy: roles named and pathed after the namespace, providers with static keys only and
 /// only towards the local emulator on 127.0.0.1, plus `extra` settings.
@@ -158,14 +38,6 @@ fn team_policy(team: &str, extra: Value) -> Value {
     }
     json!({"apiVersion": "aws-infra-operator.runner.codes/v1alpha1", "kind": "GuardrailPolicy",
            "metadata": {"name": format!("team-{team}")}, "spec": spec})
-}
-
-fn provider(namespace: &str, name: &str, endpoint: &str) -> Value {
-    json!({"apiVersion": "aws-infra-operator.runner.codes/v1alpha1", "kind": "AWSProvider",
-           "metadata": {"name": name, "namespace": namespace},
-           "spec": {"region": "us-east-1", "endpoint": endpoint,
-                    "accessKeyIDRef": {"name": "aws-credentials", "key": "id"},
-                    "secretAccessKeyRef": {"name": "aws-credentials", "key": "secret"}}})
 }
 
 fn role(namespace: &str, name: &str, provider: &str, spec: Value) -> Value {
@@ -190,18 +62,9 @@ fn setup(world: &World) {
         json!({"maxSessionDuration": {"min": 3600, "max": 7200}}),
     ));
     for ns in ["team-a", "team-b"] {
-        world.applied(&json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "aws-credentials", "namespace": ns},
-            "stringData": {"id": "test", "secret": "test"}}));
+        world.applied(&credentials(ns));
         world.applied(&provider(ns, "aws", &world.moto));
-        poll(&format!("{ns}/aws Ready"), || {
-            let provider = world.get("awsprovider", Some(ns), "aws");
-            if provider["status"]["ready"] == true {
-                Ok(())
-            } else {
-                Err(provider["status"].to_string())
-            }
-        });
+        world.provider_ready(ns, "aws");
     }
 }
 
@@ -503,71 +366,23 @@ fn bad_policies_refused(world: &World) {
 
 #[test]
 fn namespaces_reach_only_what_their_guardrail_policy_grants() {
-    let stack = Stack::start(StackOptions {
-        repo_root: repo(),
-        operator_bin: PathBuf::from(env!("CARGO_BIN_EXE_infra-operator")),
-        operator_args: Some(vec!["run".to_owned()]),
-        moto: true,
-        dir: None,
-    })
-    .unwrap_or_else(|e| panic!("local stack: {e}"));
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let moto = stack.moto_url().expect("moto runs");
-    let settings = ProviderSettings {
-        region: "us-east-1".to_owned(),
-        endpoint: Some(moto.clone()),
-        credentials: CredentialSource::Static {
-            access_key_id: SecretString::new("test"),
-            secret_access_key: SecretString::new("test"),
-            session_token: None,
-        },
-    };
-    let iam = rt.block_on(AwsClients::new(&settings, None)).iam();
-    let world = World {
-        stack,
-        rt,
-        iam,
-        moto,
-    };
+    let world = World::start(env!("CARGO_BIN_EXE_infra-operator"));
     let (exfil_port, connections) = connection_counter();
-    let mut failures = Vec::new();
-    let mut step = |name: &str, f: &dyn Fn()| {
-        let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(f));
-        eprintln!("step `{name}` took {:?}", started.elapsed());
-        if let Err(panic) = outcome {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            failures.push(format!("{name}: {message}"));
-        }
-    };
-    step("setup", &|| setup(&world));
-    step("each team its own rules", &|| {
-        each_team_its_own_rules(&world)
-    });
-    step("stricter policy reports violations", &|| {
-        stricter_policy_reports_violations(&world)
-    });
-    step("exfiltration refused", &|| {
-        exfiltration_refused(&world, exfil_port, &connections)
-    });
-    step("adoption refused", &|| adoption_refused(&world));
-    step("reconciler alone refuses", &|| {
-        reconciler_alone_refuses(&world, exfil_port, &connections)
-    });
-    step("bad policies refused", &|| bad_policies_refused(&world));
-    assert!(
-        failures.is_empty(),
-        "{} step(s) failed:\n\n{}\n--- operator log\n{}",
-        failures.len(),
-        failures.join("\n\n"),
-        world
-            .stack
-            .operator()
-            .map(|o| o.log_tail(60))
-            .unwrap_or_default()
-    );
+    let connections = &connections;
+    world.run_steps(&[
+        ("setup", &setup),
+        ("each team its own rules", &each_team_its_own_rules),
+        (
+            "stricter policy reports violations",
+            &stricter_policy_reports_violations,
+        ),
+        ("exfiltration refused", &|w| {
+            exfiltration_refused(w, exfil_port, connections)
+        }),
+        ("adoption refused", &adoption_refused),
+        ("reconciler alone refuses", &|w| {
+            reconciler_alone_refuses(w, exfil_port, connections)
+        }),
+        ("bad policies refused", &bad_policies_refused),
+    ]);
 }

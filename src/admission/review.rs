@@ -128,7 +128,17 @@ pub fn answer(
             }
             (Endpoint::Validate, Ok(engine)) => {
                 let object = reviewed.with_namespace(object);
-                let mut findings = engine.check(kind, &object, old);
+                let provider = match kind {
+                    Kind::IAMRole => object
+                        .pointer("/spec/providerRef/name")
+                        .and_then(Value::as_str)
+                        .and_then(|name| {
+                            guardrails.provider(reviewed.namespace().unwrap_or_default(), name)
+                        }),
+                    _ => None,
+                };
+                let mut findings =
+                    engine.check_with_provider(kind, &object, old, provider.as_ref());
                 if request.operation == Operation::Update && old.is_none() {
                     findings.push(no_stored_object());
                 }

@@ -55,6 +55,20 @@ pub struct AWSProviderSpec {
     /// Periodic comparison of AWS with the declared state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_detection: Option<DriftDetection>,
+    /// The EKS cluster whose pods this provider's roles trust with `workloadIdentity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterIdentity>,
+}
+
+/// The identity of the Kubernetes cluster, as IAM knows it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterIdentity {
+    /// The cluster's OIDC issuer URL as `aws eks describe-cluster` prints it
+    /// (`https://oidc.eks.REGION.amazonaws.com/id/ID`); the IAM OIDC provider of the same name
+    /// must exist in the provider's account.
+    #[schemars(length(min = 9, max = 263), regex(pattern = r"^https://[^\s]+$"))]
+    pub oidc_issuer: String,
 }
 
 /// A key of a Secret in the provider's namespace.

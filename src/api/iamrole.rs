@@ -29,9 +29,15 @@ pub struct IAMRoleSpec {
     /// Name of the role in IAM: 1–64 of letters, digits and `+=,.@_-`. Immutable.
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[\w+=,.@-]+$"))]
     pub role_name: String,
-    /// Trust policy (JSON) naming who may assume the role.
+    /// Trust policy (JSON) naming who may assume the role. Optional with `workloadIdentity`, whose
+    /// generated statements are added to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub assume_role_policy_document: String,
+    pub assume_role_policy_document: Option<String>,
+    /// Pods of this namespace that may assume the role through their ServiceAccounts (IRSA, EKS Pod
+    /// Identity), without a hand-written trust policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentity>,
     /// Human-readable description, at most 1000 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1000))]
@@ -100,6 +106,55 @@ pub struct InlinePolicy {
     pub policy_document: String,
 }
 
+/// The ServiceAccounts whose pods may assume a role, and how.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentity {
+    /// Names of ServiceAccounts in the role's namespace (never another namespace's).
+    #[schemars(length(min = 1, max = 100))]
+    pub service_accounts: Vec<String>,
+    /// `IRSA` (default: an OIDC web identity statement for the cluster of the provider's
+    /// `spec.cluster.oidcIssuer`), `PodIdentity` (the EKS Pod Identity agent), or `Both`.
+    #[serde(default)]
+    pub mode: WorkloadIdentityMode,
+    /// Set `eks.amazonaws.com/role-arn` on those ServiceAccounts once the role exists, and remove
+    /// it when the role is deleted or the ServiceAccount leaves the list, if it still names this
+    /// role (IRSA only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotate_service_accounts: Option<bool>,
+}
+
+/// How pods get the role's credentials.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum WorkloadIdentityMode {
+    /// IAM Roles for Service Accounts: the cluster's OIDC provider, `sts:AssumeRoleWithWebIdentity`.
+    #[default]
+    #[serde(rename = "IRSA")]
+    Irsa,
+    /// EKS Pod Identity: `pods.eks.amazonaws.com`, `sts:AssumeRole` and `sts:TagSession`.
+    PodIdentity,
+    /// Both statements.
+    Both,
+}
+
+impl WorkloadIdentityMode {
+    /// Whether the IRSA statement is generated.
+    pub fn irsa(self) -> bool {
+        matches!(
+            self,
+            WorkloadIdentityMode::Irsa | WorkloadIdentityMode::Both
+        )
+    }
+
+    /// Whether the Pod Identity statement is generated.
+    pub fn pod_identity(self) -> bool {
+        matches!(
+            self,
+            WorkloadIdentityMode::PodIdentity | WorkloadIdentityMode::Both
+        )
+    }
+}
+
 /// What happens to the IAM role when its object is deleted.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
@@ -139,4 +194,26 @@ pub struct IAMRoleStatus {
     /// Managed policy ARNs this object attached: the only ones it ever detaches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attached_policy_arns: Vec<String>,
+    /// Who may assume the role through `spec.workloadIdentity`, as applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_identity: Option<WorkloadIdentityStatus>,
+}
+
+/// The workload identity of a role as applied to IAM and to the ServiceAccounts.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadIdentityStatus {
+    /// SHA-256 of the effective trust policy (the spec's document with the generated statements).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_policy_hash: Option<String>,
+    /// Who may assume the role, one line per ServiceAccount and mechanism, such as
+    /// `pods with ServiceAccount team-a/app (IRSA)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assumable_by: Vec<String>,
+    /// ServiceAccounts whose `eks.amazonaws.com/role-arn` annotation this object set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub annotated_service_accounts: Vec<String>,
+    /// Why a ServiceAccount of the list is not annotated (missing, or naming another role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation_message: Option<String>,
 }

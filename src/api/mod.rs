@@ -7,11 +7,14 @@ mod guardrailpolicy;
 mod iamrole;
 
 pub use awsprovider::{
-    AWSProvider, AWSProviderSpec, AWSProviderStatus, DriftDetection, SecretKeyRef,
+    AWSProvider, AWSProviderSpec, AWSProviderStatus, ClusterIdentity, DriftDetection, SecretKeyRef,
 };
 pub use crd::{crd_yaml, crds};
 pub use guardrailpolicy::{GuardrailPolicy, GuardrailPolicySpec, GuardrailPolicyStatus};
-pub use iamrole::{DeletionPolicy, IAMRole, IAMRoleSpec, IAMRoleStatus, InlinePolicy, ProviderRef};
+pub use iamrole::{
+    DeletionPolicy, IAMRole, IAMRoleSpec, IAMRoleStatus, InlinePolicy, ProviderRef,
+    WorkloadIdentity, WorkloadIdentityMode, WorkloadIdentityStatus,
+};
 
 /// The API group of every kind this operator serves.
 pub const GROUP: &str = "aws-infra-operator.runner.codes";
@@ -31,6 +34,9 @@ pub const ADOPT_ANNOTATION: &str = "aws-infra-operator.runner.codes/adopt";
 pub fn adopt_requested(value: Option<&str>) -> bool {
     value.is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
 }
+
+/// The ServiceAccount annotation naming the role IRSA gives the ServiceAccount's pods.
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 
 /// `apiVersion` as it appears in manifests.
 pub const API_VERSION: &str = "aws-infra-operator.runner.codes/v1alpha1";

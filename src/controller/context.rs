@@ -39,6 +39,9 @@ pub struct Context {
     /// IAMRoles whose role name was found taken by a role that is not theirs: their next
     /// reconcile reads IAM before trying CreateRole.
     pub names_taken: PerObject<IAMRole, bool>,
+    /// IAMRoles whose ServiceAccounts are not all annotated: how many looks in a row found so,
+    /// which spaces out the next ones.
+    pub annotation_retries: PerObject<IAMRole, u32>,
     /// Requeues IAMRoles (when their provider or their guardrails change).
     pub role_triggers: mpsc::UnboundedSender<ObjectRef<IAMRole>>,
     /// Requeues AWSProviders (when their guardrails change, or a role finds their Secret changed).

@@ -4,7 +4,8 @@
 //! [`runner`] and [`leader`] run the controllers while this replica leads, and the reconciles share
 //! a [`context::Context`] made of the watch caches ([`stores`]), the providers' AWS clients
 //! ([`clients`]), the Event queue ([`events`]), [`metrics`], per-object [`backoff`] and what
-//! else is remembered per object between reconciles ([`per_object`]).
+//! else is remembered per object between reconciles ([`per_object`]); [`service_accounts`] sets the
+//! IRSA annotation of a workload identity.
 
 pub mod backoff;
 pub mod clients;
@@ -22,6 +23,7 @@ pub mod role_api;
 pub mod runner;
 #[cfg(test)]
 mod scenarios;
+pub mod service_accounts;
 pub mod status_patch;
 pub mod stores;
 pub mod sync;

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -20,6 +20,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
+
+use sha2::{Digest, Sha256};
 
 use super::context::Context;
 use super::finalizer;
@@ -31,11 +33,13 @@ use super::model::status::{
     GUARDRAIL_VIOLATION, READY, REASON_GUARDRAIL_VIOLATION, RoleOutcome, add_violation,
     role_status, status_changed,
 };
+use super::service_accounts::{Annotation, ServiceAccounts};
 use super::status_patch::write_status;
 use super::stores::{object_key, provider_ready};
 use super::sync::{Deleted, Done, SyncFailure, Synced, delete_role, sync_role};
-use crate::api::{AWSProvider, DeletionPolicy, DriftDetection, IAMRole};
+use crate::api::{AWSProvider, DeletionPolicy, DriftDetection, IAMRole, WorkloadIdentityStatus};
 use crate::guardrails::Finding;
+use crate::iam::workload_identity::{ProviderFacts, assumable_by, effective_trust_policy};
 use crate::iam::{Change, DesiredRole, ObservedRole, owner_value};
 
 /// The kind, as metrics and logs name it.
@@ -106,6 +110,26 @@ fn resync(drift: Option<&DriftDetection>, role: &IAMRole) -> Action {
     }
 }
 
+/// How soon a role whose ServiceAccounts could not all be annotated looks again, at first.
+const ANNOTATION_RETRY: Duration = Duration::from_secs(60);
+/// The longest wait between two such looks (the default drift detection interval).
+const MAX_ANNOTATION_RETRY: Duration = Duration::from_secs(10 * 60);
+
+/// The wait before the next look after `looks` in a row found ServiceAccounts not annotated:
+/// one minute, doubling up to ten.
+fn annotation_retry(looks: u32) -> Duration {
+    let doublings = looks.saturating_sub(1).min(4);
+    (ANNOTATION_RETRY * 2u32.pow(doublings)).min(MAX_ANNOTATION_RETRY)
+}
+
+/// What a reconcile brought about beyond the role itself, for the status.
+struct Applied<'a> {
+    /// The managed policies this object attached.
+    attached: &'a BTreeSet<String>,
+    /// The workload identity as applied.
+    workload: Option<WorkloadIdentityStatus>,
+}
+
 /// How a reconcile ended, before it is reported.
 enum Outcome {
     /// The role matches the spec; `violation`: what the guardrails refuse in this spec applied
@@ -114,6 +138,7 @@ enum Outcome {
         synced: Synced,
         drift: Option<DriftDetection>,
         violation: Vec<Finding>,
+        workload: Option<Box<WorkloadIdentityStatus>>,
     },
     /// The object's cleanup is done and its finalizer gone: nothing left to write.
     Finalized { reason: &'static str, note: String },
@@ -157,7 +182,9 @@ impl<'a> RoleObject<'a> {
             .governing(&self.namespace)
             .map_err(ReconcileError::from)?;
         let engine = &governed.engine;
-        let violation = match judge_spec(engine, self.role, provider.spec.default_tags.as_ref()) {
+        let facts = ProviderFacts::of(&provider);
+        let default_tags = provider.spec.default_tags.as_ref();
+        let violation = match judge_spec(engine, self.role, default_tags, &facts) {
             Verdict::Clean => Vec::new(),
             Verdict::Violation(findings) => findings,
             Verdict::Denied(findings) => {
@@ -167,10 +194,11 @@ impl<'a> RoleObject<'a> {
                 }));
             }
         };
+        let trust = effective_trust_policy(&self.role.spec, &self.namespace, &facts)
+            .map_err(ReconcileError::from)?;
         let clients = self.ctx.clients.get(&provider, engine).await?;
         let owner = self.owner();
-        let desired =
-            DesiredRole::new(&self.role.spec, provider.spec.default_tags.as_ref(), &owner);
+        let desired = DesiredRole::new(&self.role.spec, trust, default_tags, &owner);
         let intent = Intent {
             desired: &desired,
             owner: &owner,
@@ -192,11 +220,58 @@ impl<'a> RoleObject<'a> {
             })
         };
         let synced = sync_role(&clients.iam(), intent, &memory, &adoptable).await?;
+        let workload = self
+            .workload_identity(&desired.trust_policy, &synced.identity.arn)
+            .await?;
         Ok(Outcome::Synced {
             synced,
             drift: provider.spec.drift_detection,
             violation,
+            workload: workload.map(Box::new),
         })
+    }
+
+    /// Brings the ServiceAccount annotations of `spec.workloadIdentity` to the role `arn` (set on
+    /// the listed ones, released from those that left the list or when annotating is switched
+    /// off), and says what its status is to show.
+    async fn workload_identity(
+        &self,
+        trust: &str,
+        arn: &str,
+    ) -> Result<Option<WorkloadIdentityStatus>, ReconcileError> {
+        let identity = self.role.spec.workload_identity.as_ref();
+        let wanted: Vec<String> = identity
+            .filter(|i| i.annotate_service_accounts == Some(true) && i.mode.irsa())
+            .map(|i| i.service_accounts.clone())
+            .unwrap_or_default();
+        let accounts = ServiceAccounts::new(self.ctx.client.clone(), &self.namespace);
+        for name in annotated(self.role) {
+            if !wanted.contains(&name) {
+                accounts
+                    .release(&name, arn)
+                    .await
+                    .map_err(|e| ReconcileError::kube("release a ServiceAccount annotation", e))?;
+            }
+        }
+        let Some(identity) = identity else {
+            return Ok(None);
+        };
+        let annotation = match accounts.annotate(&wanted, arn).await {
+            Ok(annotation) => annotation,
+            Err(error) => Annotation {
+                problems: vec![format!(
+                    "the ServiceAccounts could not be annotated: {error}"
+                )],
+                ..Annotation::default()
+            },
+        };
+        Ok(Some(WorkloadIdentityStatus {
+            trust_policy_hash: Some(trust_policy_hash(trust)),
+            assumable_by: assumable_by(identity, &self.namespace),
+            annotated_service_accounts: annotation.annotated.into_iter().collect(),
+            annotation_message: (!annotation.problems.is_empty())
+                .then(|| annotation.problems.join("; ")),
+        }))
     }
 
     /// Cleans up after deletion, per `deletionPolicy`, then removes the finalizer.
@@ -225,7 +300,11 @@ impl<'a> RoleObject<'a> {
                     .clients
                     .get_for_cleanup(&provider, &governed.engine)
                     .await?;
-                let note = match delete_role(&clients.iam(), role_name, &self.owner()).await? {
+                let deleted = delete_role(&clients.iam(), role_name, &self.owner()).await?;
+                if !matches!(deleted, Deleted::NotOurs) {
+                    self.release_service_accounts().await?;
+                }
+                let note = match deleted {
                     Deleted::Deleted(arn) => format!("deleted IAM role {arn}"),
                     Deleted::Gone => format!("IAM role {role_name} no longer exists"),
                     Deleted::NotOurs => format!(
@@ -237,6 +316,27 @@ impl<'a> RoleObject<'a> {
         };
         finalizer::remove(&self.api, self.role).await?;
         Ok(Outcome::Finalized { reason, note })
+    }
+
+    /// Removes the annotation from every ServiceAccount the object annotated, where it still
+    /// names the role.
+    async fn release_service_accounts(&self) -> Result<(), ReconcileError> {
+        let Some(arn) = self
+            .role
+            .status
+            .as_ref()
+            .and_then(|s| s.role_arn.as_deref())
+        else {
+            return Ok(());
+        };
+        let accounts = ServiceAccounts::new(self.ctx.client.clone(), &self.namespace);
+        for name in annotated(self.role) {
+            accounts
+                .release(&name, arn)
+                .await
+                .map_err(|e| ReconcileError::kube("release a ServiceAccount annotation", e))?;
+        }
+        Ok(())
     }
 
     /// The one report step: Events, status and log for the outcome; the action for a success, the
@@ -261,6 +361,7 @@ impl<'a> RoleObject<'a> {
                 synced,
                 drift,
                 violation,
+                workload,
             }) => {
                 self.publish_done(&synced);
                 let rules = violation.iter().map(|f| f.rule).collect();
@@ -283,15 +384,33 @@ impl<'a> RoleObject<'a> {
                         ),
                     );
                 }
+                let annotations_pending = workload
+                    .as_ref()
+                    .is_some_and(|w| w.annotation_message.is_some());
                 self.write_status(
                     RoleOutcome::Synced(synced.identity.clone()),
-                    Some(&synced.attached),
+                    Some(Applied {
+                        attached: &synced.attached,
+                        workload: workload.map(|w| *w),
+                    }),
                     violation.as_deref(),
                 )
                 .await?;
                 self.ctx.role_backoff.forget(self.role);
                 self.ctx.names_taken.forget(self.role);
-                Ok(resync(drift.as_ref(), self.role))
+                if !annotations_pending {
+                    self.ctx.annotation_retries.forget(self.role);
+                    return Ok(resync(drift.as_ref(), self.role));
+                }
+                // A ServiceAccount created later is annotated at the next look: soon at first,
+                // then less and less often, so a list that stays unresolvable costs the API
+                // server little.
+                let looks = self.ctx.annotation_retries.update(
+                    self.role,
+                    &self.ctx.stores.roles,
+                    |looks| *looks = looks.saturating_add(1),
+                );
+                Ok(Action::requeue(annotation_retry(looks)))
             }
             Err(sync) => {
                 let error = sync.error;
@@ -323,8 +442,15 @@ impl<'a> RoleObject<'a> {
                     reason: error.reason().to_owned(),
                     message,
                 };
-                self.write_status(outcome, sync.attached.as_ref(), None)
-                    .await?;
+                let applied = sync.attached.as_ref().map(|attached| Applied {
+                    attached,
+                    workload: self
+                        .role
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.workload_identity.clone()),
+                });
+                self.write_status(outcome, applied, None).await?;
                 Err(error)
             }
         }
@@ -403,12 +529,12 @@ impl<'a> RoleObject<'a> {
         )
     }
 
-    /// Writes the status computed from the outcome, when it changed; `attached` replaces the
-    /// status' `attachedPolicyArns` when known.
+    /// Writes the status computed from the outcome, when it changed; `applied` replaces the
+    /// status' `attachedPolicyArns` and `workloadIdentity` when known.
     async fn write_status(
         &self,
         outcome: RoleOutcome,
-        attached: Option<&BTreeSet<String>>,
+        applied: Option<Applied<'_>>,
         violation: Option<&str>,
     ) -> Result<(), ReconcileError> {
         let previous = self.role.status.as_ref();
@@ -418,8 +544,9 @@ impl<'a> RoleObject<'a> {
         if let Some(findings) = violation {
             add_violation(&mut status, previous, findings, generation, &now);
         }
-        if let Some(attached) = attached {
-            status.attached_policy_arns = attached.iter().cloned().collect();
+        if let Some(applied) = applied {
+            status.attached_policy_arns = applied.attached.iter().cloned().collect();
+            status.workload_identity = applied.workload;
         }
         if !status_changed(previous, &status) {
             return Ok(());
@@ -441,6 +568,26 @@ fn memory(role: &IAMRole) -> Memory {
             .unwrap_or_default(),
         name_taken: false,
     }
+}
+
+/// The ServiceAccounts whose annotation the object set, from its status.
+fn annotated(role: &IAMRole) -> Vec<String> {
+    role.status
+        .as_ref()
+        .and_then(|s| s.workload_identity.as_ref())
+        .map(|w| w.annotated_service_accounts.clone())
+        .unwrap_or_default()
+}
+
+/// The SHA-256 of a trust policy document, as `sha256:<hex>`.
+fn trust_policy_hash(document: &str) -> String {
+    let digest = Sha256::digest(document.as_bytes());
+    let mut text = String::with_capacity(7 + 64);
+    text.push_str("sha256:");
+    for byte in digest {
+        text.push_str(&format!("{byte:02x}"));
+    }
+    text
 }
 
 /// Whether the stored status already reports a guardrail violation.
@@ -586,6 +733,15 @@ mod tests {
                 .contains("InvalidCredentials: the security token is invalid"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn unannotated_service_accounts_are_looked_at_less_and_less_often() {
+        assert_eq!(annotation_retry(1), Duration::from_secs(60));
+        assert_eq!(annotation_retry(2), Duration::from_secs(120));
+        assert_eq!(annotation_retry(4), Duration::from_secs(480));
+        assert_eq!(annotation_retry(5), Duration::from_secs(600));
+        assert_eq!(annotation_retry(u32::MAX), Duration::from_secs(600));
     }
 
     #[test]

@@ -178,6 +178,7 @@ async fn run_controllers(
         role_backoff: Backoff::default(),
         provider_backoff: Backoff::default(),
         names_taken: Default::default(),
+        annotation_retries: Default::default(),
         role_triggers: role_triggers.clone(),
         provider_triggers: provider_triggers.clone(),
         guardrails: lasting.guardrails.clone(),

@@ -230,7 +230,7 @@ const FOREIGN: &str = "arn:aws:iam::123456789012:policy/AttachedByHand";
 fn spec(managed: &[&str]) -> IAMRoleSpec {
     IAMRoleSpec {
         role_name: "app-role".to_owned(),
-        assume_role_policy_document: TRUST.to_owned(),
+        assume_role_policy_document: Some(TRUST.to_owned()),
         description: Some("application role".to_owned()),
         managed_policy_arns: Some(managed.iter().map(|s| (*s).to_owned()).collect()),
         inline_policies: Some(vec![InlinePolicy {
@@ -246,7 +246,8 @@ fn owner() -> String {
 }
 
 fn desired(spec: &IAMRoleSpec) -> DesiredRole {
-    DesiredRole::new(spec, None, &owner())
+    let trust = spec.assume_role_policy_document.clone().unwrap_or_default();
+    DesiredRole::new(spec, trust, None, &owner())
 }
 
 fn intent<'a>(desired: &'a DesiredRole, owner: &'a str, adopt: bool) -> Intent<'a> {
@@ -448,7 +449,7 @@ async fn a_role_replaced_outside_the_operator_is_not_taken_over() {
 async fn a_role_owned_by_another_object_is_a_conflict_with_no_write() {
     let iam = FakeIam::default();
     let other = owner_value("team-b", "app");
-    let theirs = DesiredRole::new(&spec(&[]), None, &other);
+    let theirs = DesiredRole::new(&spec(&[]), TRUST.to_owned(), None, &other);
     sync(&iam, &theirs, &other, false, &Memory::default())
         .await
         .expect("created by team-b");
@@ -482,7 +483,7 @@ async fn spec_changes_and_drift_are_written_and_nothing_else() {
         role.managed_policies.insert(FOREIGN.to_owned());
     });
     let mut changed = spec(&[S3]);
-    changed.assume_role_policy_document = TRUST.replace("ec2", "lambda");
+    changed.assume_role_policy_document = Some(TRUST.replace("ec2", "lambda"));
     let changed = desired(&changed);
     let synced = sync(&iam, &changed, &owner, false, &memory)
         .await
@@ -691,6 +692,7 @@ async fn a_missing_provider_is_reported_in_the_status_and_retried_with_backoff()
         role_backoff: Backoff::default(),
         provider_backoff: Backoff::default(),
         names_taken: Default::default(),
+        annotation_retries: Default::default(),
         role_triggers,
         provider_triggers: tokio::sync::mpsc::unbounded_channel().0,
         guardrails: crate::governance::Guardrails::Fixed(Arc::new(

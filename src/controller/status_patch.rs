@@ -1,6 +1,7 @@
 //! Writing a computed status through the status subresource: a JSON merge patch of the whole status
-//! in which every field the previous status had and the new one lacks is set to `null`, so that
-//! fields are removed as well as set. [`merge_patch`] is pure; [`write_status`] talks to the
+//! in which every field the previous status had and the new one lacks is set to `null` (in nested
+//! objects too, which a merge patch merges rather than replaces), so that fields are removed as
+//! well as set. [`merge_patch`] is pure; [`write_status`] talks to the
 //! Kubernetes API.
 
 use std::fmt::Debug;
@@ -15,13 +16,24 @@ use serde_json::{Map, Value, json};
 pub fn merge_patch(old: Option<&Value>, new: &Value) -> Value {
     let mut status = new.as_object().cloned().unwrap_or_else(Map::new);
     if let Some(old) = old.and_then(Value::as_object) {
-        for key in old.keys() {
-            if !status.contains_key(key) {
-                status.insert(key.clone(), Value::Null);
-            }
-        }
+        null_removed(old, &mut status);
     }
     json!({ "status": status })
+}
+
+/// Sets to `null` in `new` every field of `old` it lacks, in nested objects too.
+fn null_removed(old: &Map<String, Value>, new: &mut Map<String, Value>) {
+    for (key, old_value) in old {
+        match (new.get_mut(key), old_value) {
+            (None, _) => {
+                new.insert(key.clone(), Value::Null);
+            }
+            (Some(Value::Object(new_value)), Value::Object(old_value)) => {
+                null_removed(old_value, new_value);
+            }
+            (Some(_), _) => {}
+        }
+    }
 }
 
 /// Patches the status of the object `name` from `old` to `new`.
@@ -62,6 +74,16 @@ mod tests {
                 "roleArn": null,
                 "attachedPolicyArns": null,
             }})
+        );
+    }
+
+    #[test]
+    fn fields_gone_from_a_nested_object_are_nulled_too() {
+        let old = json!({"workloadIdentity": {"annotationMessage": "x", "hash": "a"}});
+        let new = json!({"workloadIdentity": {"hash": "b"}});
+        assert_eq!(
+            merge_patch(Some(&old), &new),
+            json!({"status": {"workloadIdentity": {"hash": "b", "annotationMessage": null}}})
         );
     }
 

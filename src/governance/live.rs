@@ -1,6 +1,7 @@
 //! The cluster's GuardrailPolicies and the labels of its Namespaces, as watched, and each policy
 //! compiled once per version (selector parsed, engine built) when the watch sees it change, so a
-//! review or a reconcile only reads a snapshot. Runs the watches (Kubernetes API reads); everything else here reads the caches.
+//! review or a reconcile only reads a snapshot. The AWSProviders are watched too, reduced to what
+//! the review of a role's `workloadIdentity` needs (region, cluster issuer, account). Runs the watches (Kubernetes API reads); everything else here reads the caches.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,22 +9,25 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::core::PartialObjectMeta;
+use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::select::{Candidate, NamespaceSelector, governing};
 use super::{GovernanceError, Governed};
-use crate::api::GuardrailPolicy;
+use crate::api::{AWSProvider, GuardrailPolicy};
 use crate::guardrails::Engine;
+use crate::iam::workload_identity::ProviderFacts;
 use crate::serve::Shutdown;
 
 /// The cluster's guardrails, kept current by [`ClusterGuardrails::run`].
 pub struct ClusterGuardrails {
     policies: Store<GuardrailPolicy>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
+    providers: Store<DynamicObject>,
     builtin: Arc<Engine>,
     /// Every policy parsed and its engine built, once per version; replaced on every change.
     compiled: RwLock<Arc<Vec<Compiled>>>,
@@ -33,12 +37,14 @@ pub struct ClusterGuardrails {
     /// Whether each watch has listed everything once.
     policies_listed: AtomicBool,
     namespaces_listed: AtomicBool,
+    providers_listed: AtomicBool,
     client: Client,
 }
 
 struct Writers {
     policies: reflector::store::Writer<GuardrailPolicy>,
     namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
+    providers: reflector::store::Writer<DynamicObject>,
 }
 
 impl ClusterGuardrails {
@@ -48,18 +54,23 @@ impl ClusterGuardrails {
     pub fn new(client: Client, builtin: Arc<Engine>) -> Arc<Self> {
         let (policies, policy_writer) = reflector::store();
         let (namespaces, namespace_writer) = reflector::store();
+        let provider_writer = reflector::store::Writer::new(provider_resource());
+        let providers = provider_writer.as_reader();
         Arc::new(ClusterGuardrails {
             policies,
             namespaces,
+            providers,
             builtin,
             compiled: RwLock::new(Arc::new(Vec::new())),
             changed: Arc::new(Notify::new()),
             writers: Mutex::new(Some(Writers {
                 policies: policy_writer,
                 namespaces: namespace_writer,
+                providers: provider_writer,
             })),
             policies_listed: AtomicBool::new(false),
             namespaces_listed: AtomicBool::new(false),
+            providers_listed: AtomicBool::new(false),
             client,
         })
     }
@@ -99,10 +110,44 @@ impl ClusterGuardrails {
             self.seen(event, "Namespaces", &self.namespaces_listed);
             futures::future::ready(())
         });
+        // Read as untyped objects, so one provider that does not fit the API type cannot stall
+        // the watch of all of them.
+        let providers = watcher(
+            Api::<DynamicObject>::all_with(self.client.clone(), &provider_resource()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(reduce_provider)
+        .reflect(writers.providers)
+        .for_each(|event| {
+            self.seen(event, "AWSProviders", &self.providers_listed);
+            futures::future::ready(())
+        });
         tokio::select! {
-            _ = futures::future::join(policies, namespaces) => {}
+            _ = futures::future::join3(policies, namespaces, providers) => {}
             () = shutdown.cancelled() => {}
         }
+    }
+
+    /// What the AWSProvider `name` of `namespace` says about the cluster and account, as watched;
+    /// `None` when it is not known (not created yet, or not synced).
+    pub fn provider(&self, namespace: &str, name: &str) -> Option<ProviderFacts> {
+        let object = self
+            .providers
+            .get(&ObjectRef::new_with(name, provider_resource()).within(namespace))?;
+        let text = |pointer: &str| {
+            object
+                .data
+                .pointer(pointer)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        Some(ProviderFacts {
+            name: name.to_owned(),
+            oidc_issuer: text("/spec/cluster/oidcIssuer"),
+            account_id: text("/status/accountID").filter(|a| !a.is_empty()),
+            region: text("/spec/region").unwrap_or_default(),
+        })
     }
 
     /// Notes one watch event: a complete listing, or an error.
@@ -137,6 +182,7 @@ impl ClusterGuardrails {
     fn is_synced(&self) -> bool {
         self.policies_listed.load(Ordering::Acquire)
             && self.namespaces_listed.load(Ordering::Acquire)
+            && self.providers_listed.load(Ordering::Acquire)
     }
 
     /// Resolves (without waiting) on the next change of a policy or a namespace.
@@ -216,6 +262,26 @@ impl ClusterGuardrails {
             *compiled = Arc::new(next);
         }
     }
+}
+
+/// The API resource of AWSProviders, for the untyped watch.
+fn provider_resource() -> ApiResource {
+    ApiResource::erase::<AWSProvider>(&())
+}
+
+/// Keeps of a watched AWSProvider only what [`ClusterGuardrails::provider`] reads.
+fn reduce_provider(object: &mut DynamicObject) {
+    object.metadata.managed_fields = None;
+    object.metadata.annotations = None;
+    object.metadata.labels = None;
+    let kept = |pointer: &str| object.data.pointer(pointer).cloned().unwrap_or(Value::Null);
+    object.data = json!({
+        "spec": {
+            "region": kept("/spec/region"),
+            "cluster": {"oidcIssuer": kept("/spec/cluster/oidcIssuer")},
+        },
+        "status": {"accountID": kept("/status/accountID")},
+    });
 }
 
 /// One policy as governance uses it: its selector parsed and its engine built, for one version.

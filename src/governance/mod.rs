@@ -11,6 +11,7 @@ use std::sync::Arc;
 pub use live::ClusterGuardrails;
 
 use crate::guardrails::Engine;
+use crate::iam::workload_identity::ProviderFacts;
 
 /// Where the guardrails of a namespace come from.
 #[derive(Clone)]
@@ -69,6 +70,15 @@ impl Guardrails {
                 policy: None,
             }),
             Guardrails::Cluster(cluster) => cluster.governing(namespace),
+        }
+    }
+
+    /// What the AWSProvider `name` of `namespace` says about the cluster and account, when the
+    /// cluster's providers are watched and it is among them.
+    pub fn provider(&self, namespace: &str, name: &str) -> Option<ProviderFacts> {
+        match self {
+            Guardrails::Fixed(_) => None,
+            Guardrails::Cluster(cluster) => cluster.provider(namespace, name),
         }
     }
 

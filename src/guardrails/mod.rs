@@ -19,6 +19,7 @@ mod rule_id;
 mod schema;
 mod tags;
 pub mod tenancy;
+mod workload;
 
 pub use config::{
     ActionWildcard, BoundaryPolicy, CONFIGURABLE_RULES, Config, ConfigError,
@@ -28,6 +29,7 @@ pub use finding::{Finding, Severity};
 pub use path::FieldPath;
 pub use report::MAX_FINDINGS;
 pub use rule_id::{RuleId, UnknownRuleId};
+pub use workload::MAX_SERVICE_ACCOUNTS;
 
 use std::sync::Arc;
 
@@ -38,6 +40,7 @@ use report::Report;
 
 pub use crate::iam::OWNER_TAG_KEY;
 use crate::iam::arn;
+use crate::iam::workload_identity::ProviderFacts;
 
 /// The kinds the engine checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -131,6 +134,19 @@ impl Engine {
     /// Every finding for `object` of `kind`; `old` is the stored object on UPDATE.
     /// At most [`MAX_FINDINGS`] are returned, plus one summing up the others.
     pub fn check(&self, kind: Kind, object: &Value, old: Option<&Value>) -> Vec<Finding> {
+        self.check_with_provider(kind, object, old, None)
+    }
+
+    /// [`Engine::check`] of an IAMRole whose AWSProvider is known (`provider`): the statements
+    /// its `workloadIdentity` generates for that provider's cluster are checked with its trust
+    /// policy. Without it, only what needs no provider is generated and checked.
+    pub fn check_with_provider(
+        &self,
+        kind: Kind,
+        object: &Value,
+        old: Option<&Value>,
+        provider: Option<&ProviderFacts>,
+    ) -> Vec<Finding> {
         let mut report = Report::default();
         self.compiled.objects.check(kind, object, report.findings());
         let spec = object.get("spec").cloned().unwrap_or(Value::Null);
@@ -142,7 +158,7 @@ impl Engine {
         match kind {
             Kind::IAMRole => match read_spec::<IAMRoleSpec>(spec) {
                 Ok(spec) => {
-                    self.check_role(&spec, namespace, &mut report);
+                    self.check_role(&spec, namespace, provider, &mut report);
                     let adopt = crate::api::adopt_requested(
                         object
                             .pointer("/metadata/annotations")
@@ -191,12 +207,22 @@ impl Engine {
         report.into_findings()
     }
 
-    fn check_role(&self, spec: &IAMRoleSpec, namespace: Option<&str>, report: &mut Report) {
+    fn check_role(
+        &self,
+        spec: &IAMRoleSpec,
+        namespace: Option<&str>,
+        provider: Option<&ProviderFacts>,
+        report: &mut Report,
+    ) {
         role::check_role(spec, namespace, &self.config, report.findings());
         let spec_path = FieldPath::root("spec");
-        let trusted_by = self.compiled.policies.check_trust(
-            &spec.assume_role_policy_document,
+        let tenant = namespace.unwrap_or("default");
+        let generated = workload::check(spec, tenant, provider, report.findings());
+        let generated_path = spec_path.field("workloadIdentity");
+        let trusted_by = self.compiled.policies.check_effective_trust(
+            spec.assume_role_policy_document.as_deref(),
             &spec_path.field("assumeRolePolicyDocument"),
+            generated.as_deref().map(|text| (text, &generated_path)),
             &self.config,
             report.findings(),
         );

@@ -1,5 +1,6 @@
 //! The `provider-config` rule: an AWSProvider's region, credential forms (web identity or Secret
-//! references, never both or half of one), endpoint URL, roleARN and drift detection interval. Pure.
+//! references, never both or half of one), endpoint URL, roleARN, drift detection interval and the
+//! cluster's OIDC issuer. Pure.
 
 use std::sync::LazyLock;
 
@@ -11,6 +12,7 @@ use super::duration::parse_go_duration;
 use super::excerpt::quote;
 use super::{FieldPath, Finding, RuleId, arn};
 use crate::iam::credential_form;
+use crate::iam::workload_identity::issuer_name;
 
 /// AWS region names: `us-east-1`, `ap-southeast-2`, `us-gov-west-1`.
 static REGION: LazyLock<Regex> = LazyLock::new(|| {
@@ -41,6 +43,19 @@ pub fn check_provider(spec: &AWSProviderSpec, out: &mut Vec<Finding>) {
     {
         let path = spec_path.field("driftDetection").field("interval");
         check_interval(interval, &path, out);
+    }
+    if let Some(cluster) = &spec.cluster
+        && let Err(why) = issuer_name(&cluster.oidc_issuer)
+    {
+        out.push(deny(
+            &spec_path.field("cluster").field("oidcIssuer"),
+            format!(
+                "oidcIssuer {} {why}; use the URL `aws eks describe-cluster --query \
+                 cluster.identity.oidc.issuer` prints, such as \
+                 `https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE`",
+                quote(&cluster.oidc_issuer)
+            ),
+        ));
     }
 }
 
@@ -197,6 +212,33 @@ mod tests {
 
     fn one(path: &str) -> Vec<(RuleId, String)> {
         vec![(RuleId::ProviderConfig, path.to_owned())]
+    }
+
+    #[test]
+    fn the_cluster_issuer_must_be_an_https_url_iam_accepts() {
+        let with_issuer = |issuer: &str| AWSProviderSpec {
+            cluster: Some(crate::api::ClusterIdentity {
+                oidc_issuer: issuer.to_owned(),
+            }),
+            ..irsa()
+        };
+        assert!(
+            findings(&with_issuer(
+                "https://oidc.eks.us-east-1.amazonaws.com/id/AB12"
+            ))
+            .is_empty()
+        );
+        for bad in [
+            "http://oidc.eks.us-east-1.amazonaws.com/id/AB12",
+            "https://evil.example.com@oidc.eks.us-east-1.amazonaws.com/id/AB12",
+            "https://oidc.example.com/id?x",
+        ] {
+            assert_eq!(
+                findings(&with_issuer(bad)),
+                one("spec.cluster.oidcIssuer"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -440,7 +440,7 @@ mod tests {
                 namespace: None,
             },
             role_name: "e2e-ec2-service-role".to_owned(),
-            assume_role_policy_document: TRUST.to_owned(),
+            assume_role_policy_document: Some(TRUST.to_owned()),
             ..IAMRoleSpec::default()
         }
     }

@@ -36,6 +36,7 @@ rule_ids! {
     Schema => "schema": "The object does not fit the CRD schema.",
     PrivilegeEscalation => "privilege-escalation": "An Allow letting the role raise its own or another principal's permissions.",
     Tenancy => "tenancy": "Something the namespace's GuardrailPolicy does not allow: a role name or path, adoption, an endpoint, a roleARN or the operator's identity.",
+    WorkloadIdentity => "workload-identity": "A `workloadIdentity` that cannot be generated: no ServiceAccounts, a name that is no ServiceAccount's, IRSA without the cluster's OIDC issuer.",
     PolicyJson => "policy-json": "A policy document that is not one JSON object.",
     PolicyGrammar => "policy-grammar": "A policy document outside the IAM policy grammar.",
     PolicySize => "policy-size": "A document, string or statement list over IAM's limits, or policies over the size quota.",
@@ -79,8 +80,8 @@ mod tests {
     use super::RuleId;
 
     #[test]
-    fn there_are_27_rules_and_ids_round_trip() {
-        assert_eq!(RuleId::ALL.len(), 28);
+    fn there_are_29_rules_and_ids_round_trip() {
+        assert_eq!(RuleId::ALL.len(), 29);
         for rule in RuleId::ALL {
             assert_eq!(rule.as_str().parse::<RuleId>().unwrap(), *rule);
         }

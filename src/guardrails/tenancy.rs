@@ -11,7 +11,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use serde_json::Value;
+
 use super::document::glob::Coverage;
+use super::document::statements;
 use super::excerpt::quote;
 use super::{FieldPath, Finding, RuleId};
 use crate::api::{ADOPT_ANNOTATION, AWSProviderSpec, IAMRoleSpec};
@@ -37,6 +40,10 @@ pub struct Tenancy {
     pub adoption: Adoption,
     /// Where the namespace's AWSProviders may send credentials.
     pub providers: ProviderTenancy,
+    /// Whether web identity trust must come from `spec.workloadIdentity` (generated for the
+    /// namespace's own ServiceAccounts): a hand-written `Federated` OIDC provider or
+    /// `sts:AssumeRoleWithWebIdentity` in `assumeRolePolicyDocument` is refused.
+    pub require_workload_identity: bool,
 }
 
 /// Adoption of existing roles (`aws-infra-operator.runner.codes/adopt: "true"`).
@@ -61,6 +68,9 @@ pub struct ProviderTenancy {
     pub endpoints: Vec<String>,
     /// Patterns a provider's `roleARN` must match.
     pub role_arns: Vec<String>,
+    /// Patterns a provider's `cluster.oidcIssuer` must match: the clusters whose pods the
+    /// namespace's roles may trust through `workloadIdentity` (e.g. this cluster's issuer only).
+    pub oidc_issuers: Vec<String>,
 }
 
 impl Default for Tenancy {
@@ -70,6 +80,7 @@ impl Default for Tenancy {
             role_paths: vec!["*".to_owned()],
             adoption: Adoption::default(),
             providers: ProviderTenancy::default(),
+            require_workload_identity: false,
         }
     }
 }
@@ -80,6 +91,7 @@ impl Default for ProviderTenancy {
             operator_identity: true,
             endpoints: Vec::new(),
             role_arns: vec!["*".to_owned()],
+            oidc_issuers: vec!["*".to_owned()],
         }
     }
 }
@@ -118,6 +130,19 @@ impl Tenancy {
                     "role path {} is not one namespace `{namespace}` may use (allowed: {})",
                     quote(path),
                     shown(&self.role_paths, namespace)
+                ),
+            });
+        }
+        if self.require_workload_identity
+            && let Some(document) = &spec.assume_role_policy_document
+            && hand_written_web_identity(document)
+        {
+            out.push(Refusal {
+                path: spec_path.field("assumeRolePolicyDocument"),
+                message: format!(
+                    "namespace `{namespace}` may not write web identity trust by hand (a Federated \
+                     OIDC provider or sts:AssumeRoleWithWebIdentity); list the ServiceAccounts in \
+                     spec.workloadIdentity instead, which generates that trust for this namespace"
                 ),
             });
         }
@@ -188,6 +213,24 @@ impl Tenancy {
                 ),
             });
         }
+        if let Some(cluster) = &spec.cluster
+            && !any_matches(
+                &mut coverage,
+                &allowed.oidc_issuers,
+                namespace,
+                &cluster.oidc_issuer,
+            )
+        {
+            out.push(Refusal {
+                path: spec_path.field("cluster").field("oidcIssuer"),
+                message: format!(
+                    "oidcIssuer {} is not a cluster whose pods namespace `{namespace}` may trust \
+                     (allowed: {})",
+                    quote(&cluster.oidc_issuer),
+                    shown(&allowed.oidc_issuers, namespace)
+                ),
+            });
+        }
         let operator_identity = matches!(
             credential_form(spec),
             Ok(CredentialForm::WebIdentity { .. } | CredentialForm::DefaultChain)
@@ -213,6 +256,7 @@ impl Tenancy {
             ("adoption.roleNames", &self.adoption.role_names),
             ("providers.endpoints", &self.providers.endpoints),
             ("providers.roleArns", &self.providers.role_arns),
+            ("providers.oidcIssuers", &self.providers.oidc_issuers),
         ];
         for (field, patterns) in lists {
             if patterns.len() > MAX_PATTERNS {
@@ -229,6 +273,37 @@ impl Tenancy {
         }
         None
     }
+}
+
+/// Whether a trust document holds a web identity statement: a `Federated` IAM OIDC provider, or
+/// the web identity action (any case). A document that cannot be read holds none (its own rules
+/// refuse it).
+fn hand_written_web_identity(document: &str) -> bool {
+    let Ok(Value::Object(document)) = crate::iam::json::parse_object(document) else {
+        return false;
+    };
+    let names_oidc = |value: &Value| match value {
+        Value::String(text) => text.contains(":oidc-provider/"),
+        Value::Array(items) => items
+            .iter()
+            .any(|item| item.as_str().is_some_and(|t| t.contains(":oidc-provider/"))),
+        _ => false,
+    };
+    let is_web_identity =
+        |action: &str| action.eq_ignore_ascii_case("sts:AssumeRoleWithWebIdentity");
+    statements(&document).any(|statement| {
+        statement
+            .get("Principal")
+            .and_then(|p| p.get("Federated"))
+            .is_some_and(names_oidc)
+            || match statement.get("Action") {
+                Some(Value::String(action)) => is_web_identity(action),
+                Some(Value::Array(actions)) => actions
+                    .iter()
+                    .any(|a| a.as_str().is_some_and(is_web_identity)),
+                _ => false,
+            }
+    })
 }
 
 /// Adds a `tenancy` finding for each refusal.
@@ -365,7 +440,63 @@ mod tests {
                 operator_identity: false,
                 endpoints: vec!["http://127.0.0.1:*".to_owned()],
                 role_arns: vec!["arn:aws:iam::111122223333:role/{namespace}-*".to_owned()],
+                oidc_issuers: vec!["https://oidc.eks.us-east-1.amazonaws.com/id/OURS".to_owned()],
             },
+            require_workload_identity: true,
+        }
+    }
+
+    #[test]
+    fn a_provider_may_name_only_the_allowed_clusters() {
+        let provider = |issuer: &str| AWSProviderSpec {
+            region: "us-east-1".to_owned(),
+            access_key_id_ref: Some(SecretKeyRef {
+                name: "keys".to_owned(),
+                key: "id".to_owned(),
+            }),
+            secret_access_key_ref: Some(SecretKeyRef {
+                name: "keys".to_owned(),
+                key: "secret".to_owned(),
+            }),
+            cluster: Some(crate::api::ClusterIdentity {
+                oidc_issuer: issuer.to_owned(),
+            }),
+            ..AWSProviderSpec::default()
+        };
+        let ours = provider("https://oidc.eks.us-east-1.amazonaws.com/id/OURS");
+        assert!(team_policy().provider_refusals(&ours, "team-a").is_empty());
+        let theirs = provider("https://oidc.eks.us-east-1.amazonaws.com/id/OTHER-CLUSTER");
+        let refusals = team_policy().provider_refusals(&theirs, "team-a");
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert_eq!(refusals[0].path.as_str(), "spec.cluster.oidcIssuer");
+        assert!(
+            Tenancy::default()
+                .provider_refusals(&theirs, "team-a")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn hand_written_web_identity_trust_is_refused_where_workload_identity_is_required() {
+        let federated = r#"{"Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::1:oidc-provider/oidc.example.com"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
+        let action_only = r#"{"Statement":{"Effect":"Allow","Principal":{"Service":"x"},"Action":["STS:assumerolewithwebidentity"]}}"#;
+        let service = r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        for (document, refused) in [(federated, true), (action_only, true), (service, false)] {
+            let spec = IAMRoleSpec {
+                assume_role_policy_document: Some(document.to_owned()),
+                ..role("team-a-app", Some("/team-a/"))
+            };
+            let refusals = team_policy().role_refusals(&spec, "team-a", false);
+            assert_eq!(!refusals.is_empty(), refused, "{document}: {refusals:?}");
+            if refused {
+                assert_eq!(refusals[0].path.as_str(), "spec.assumeRolePolicyDocument");
+                assert!(refusals[0].message.contains("spec.workloadIdentity"));
+            }
+            let relaxed = Tenancy {
+                require_workload_identity: false,
+                ..team_policy()
+            };
+            assert!(relaxed.role_refusals(&spec, "team-a", false).is_empty());
         }
     }
 

@@ -21,7 +21,8 @@ pub struct DesiredRole {
     pub description: Option<String>,
     /// Maximum session duration in seconds (3600 by default).
     pub max_session_duration: i32,
-    /// Trust policy document, as written in the spec.
+    /// Trust policy document: the spec's, with the statements its workload identity generates
+    /// (see [`super::workload_identity::effective_trust_policy`]).
     pub trust_policy: String,
     /// ARNs of the managed policies to attach.
     pub managed_policies: BTreeSet<String>,
@@ -34,8 +35,9 @@ pub struct DesiredRole {
 }
 
 impl DesiredRole {
-    /// The desired role of `spec`, managed through a provider with `default_tags`, owned by the
-    /// object named `owner` (`namespace/name`, see [`super::owner_value`]).
+    /// The desired role of `spec` trusting per `trust_policy` (its effective trust policy),
+    /// managed through a provider with `default_tags`, owned by the object named `owner`
+    /// (`namespace/name`, see [`super::owner_value`]).
     ///
     /// Tags merge as IAM compares them (see [`merge_tags`]); the operator's tags replace any tag
     /// of the same key. The managed-policies tag is left out while there are no managed policies
@@ -44,6 +46,7 @@ impl DesiredRole {
     /// `inlinePolicies` and replaces an entry of the same name.
     pub fn new(
         spec: &IAMRoleSpec,
+        trust_policy: String,
         default_tags: Option<&BTreeMap<String, String>>,
         owner: &str,
     ) -> Self {
@@ -67,7 +70,7 @@ impl DesiredRole {
             path: role_path(spec.path.as_deref()).to_owned(),
             description: spec.description.clone().filter(|d| !d.is_empty()),
             max_session_duration: max_session_duration(spec.max_session_duration),
-            trust_policy: spec.assume_role_policy_document.clone(),
+            trust_policy,
             managed_policies,
             inline_policies,
             permissions_boundary: spec.permissions_boundary.clone().filter(|b| !b.is_empty()),
@@ -99,7 +102,7 @@ mod tests {
     fn spec() -> IAMRoleSpec {
         IAMRoleSpec {
             role_name: "app".to_owned(),
-            assume_role_policy_document: TRUST.to_owned(),
+            assume_role_policy_document: Some(TRUST.to_owned()),
             ..IAMRoleSpec::default()
         }
     }
@@ -120,7 +123,7 @@ mod tests {
 
     #[test]
     fn a_minimal_spec_gets_iam_defaults_and_the_owner_tag() {
-        let desired = DesiredRole::new(&spec(), None, "team-a/app");
+        let desired = DesiredRole::new(&spec(), TRUST.to_owned(), None, "team-a/app");
         assert_eq!(desired.name, "app");
         assert_eq!(desired.path, "/");
         assert_eq!(desired.max_session_duration, 3600);
@@ -146,7 +149,7 @@ mod tests {
             ]),
             ..spec()
         };
-        let desired = DesiredRole::new(&spec, None, "ns/app");
+        let desired = DesiredRole::new(&spec, TRUST.to_owned(), None, "ns/app");
         assert_eq!(desired.path, "/svc/");
         assert_eq!(desired.description.as_deref(), Some("d"));
         assert_eq!(desired.max_session_duration, 7200);
@@ -172,7 +175,7 @@ mod tests {
             path: Some(String::new()),
             ..spec()
         };
-        let desired = DesiredRole::new(&spec, None, "ns/app");
+        let desired = DesiredRole::new(&spec, TRUST.to_owned(), None, "ns/app");
         assert_eq!(desired.description, None);
         assert_eq!(desired.path, "/");
     }
@@ -189,7 +192,7 @@ mod tests {
             managed_policy_arns: Some(vec!["arn:aws:iam::aws:policy/A".to_owned()]),
             ..spec()
         };
-        let desired = DesiredRole::new(&spec, Some(&defaults), "ns/app");
+        let desired = DesiredRole::new(&spec, TRUST.to_owned(), Some(&defaults), "ns/app");
         let remembered = crate::iam::policies_in_tag(&desired.tags, &desired.managed_policies);
         assert_eq!(remembered, desired.managed_policies);
         assert_eq!(
@@ -209,13 +212,13 @@ mod tests {
             inline_policy: Some(policy("b", "3")),
             ..spec()
         };
-        let desired = DesiredRole::new(&spec, None, "ns/app");
+        let desired = DesiredRole::new(&spec, TRUST.to_owned(), None, "ns/app");
         assert_eq!(desired.inline_policies, map(&[("a", "1"), ("b", "3")]));
         let only_singular = IAMRoleSpec {
             inline_policy: Some(policy("c", "4")),
             ..self::spec()
         };
-        let desired = DesiredRole::new(&only_singular, None, "ns/app");
+        let desired = DesiredRole::new(&only_singular, TRUST.to_owned(), None, "ns/app");
         assert_eq!(desired.inline_policies, map(&[("c", "4")]));
     }
 }

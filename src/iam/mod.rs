@@ -13,6 +13,7 @@ pub mod observed;
 pub mod ownership;
 pub mod policy_eq;
 pub mod tags;
+pub mod workload_identity;
 
 pub use change::{Change, CreateRole, RoleIdentity};
 pub use credentials::{CredentialForm, CredentialFormError, credential_form};

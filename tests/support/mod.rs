@@ -1,10 +1,12 @@
 //! Shared helpers of the integration tests: AdmissionReview bodies, the engine with the built-in
 //! guardrails, a webhook served on 127.0.0.1 with certificates in a temporary directory, and small
-//! HTTP(S) clients that report what the TLS handshake negotiated.
+//! HTTP(S) clients that report what the TLS handshake negotiated; the whole operator on a real
+//! control plane in [`cluster`].
 
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod hostile;
 
 use std::future::Future;

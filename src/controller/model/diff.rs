@@ -160,6 +160,7 @@ mod tests {
     use super::*;
     use crate::api::{AWSProvider, IAMRole};
     use crate::iam::policy_eq::tests::reformat;
+    use crate::iam::workload_identity::{ProviderFacts, effective_trust_policy};
     use crate::iam::{OWNER_TAG_KEY, Ownership, owner_value, ownership};
 
     const OWNER: &str = "team-a/app";
@@ -585,12 +586,18 @@ mod tests {
                 serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{file}: {e}"));
             let namespace = role.metadata.namespace.as_deref().unwrap_or("default");
             let name = role.metadata.name.as_deref().unwrap_or_default();
-            let default_tags = providers
+            let provider = providers
                 .iter()
-                .find(|p| p.metadata.name.as_deref() == Some(role.spec.provider_ref.name.as_str()))
-                .and_then(|p| p.spec.default_tags.as_ref());
+                .find(|p| p.metadata.name.as_deref() == Some(role.spec.provider_ref.name.as_str()));
+            let default_tags = provider.and_then(|p| p.spec.default_tags.as_ref());
+            let facts = ProviderFacts {
+                account_id: Some("123456789012".to_owned()),
+                ..provider.map(ProviderFacts::of).unwrap_or_default()
+            };
+            let trust = effective_trust_policy(&role.spec, namespace, &facts)
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
             let owner = owner_value(namespace, name);
-            let desired = DesiredRole::new(&role.spec, default_tags, &owner);
+            let desired = DesiredRole::new(&role.spec, trust, default_tags, &owner);
             assert_eq!(desired.tags.get(OWNER_TAG_KEY), Some(&owner), "{file}");
             for seed in [0, 1, 2, 3, 11, 1234] {
                 let observed = as_iam_returns(&desired, seed);

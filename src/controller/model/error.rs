@@ -4,6 +4,7 @@
 use super::plan::PlanError;
 use crate::aws::{AwsError, AwsErrorKind, SettingsError};
 use crate::governance::GovernanceError;
+use crate::iam::workload_identity::WorkloadIdentityError;
 
 /// A failed reconcile of an IAMRole or an AWSProvider. Messages never hold credentials.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,9 @@ pub enum ReconcileError {
     /// The guardrails governing the namespace are not known (fail closed).
     #[error("{0}")]
     Guardrails(#[from] GovernanceError),
+    /// The trust policy of `workloadIdentity` cannot be made with the provider as it is.
+    #[error("{0}")]
+    WorkloadIdentity(#[from] WorkloadIdentityError),
 }
 
 /// What to do after a failure.
@@ -121,6 +125,7 @@ impl ReconcileError {
                 "GuardrailDenied"
             }
             ReconcileError::Guardrails(_) => "GuardrailsUnavailable",
+            ReconcileError::WorkloadIdentity(_) => "WorkloadIdentityUnavailable",
         }
     }
 
@@ -144,7 +149,8 @@ impl ReconcileError {
             ReconcileError::InvalidObject(_)
             | ReconcileError::Plan(_)
             | ReconcileError::GuardrailDenied { .. }
-            | ReconcileError::ProviderRefused { .. } => Retry::AtResync,
+            | ReconcileError::ProviderRefused { .. }
+            | ReconcileError::WorkloadIdentity(_) => Retry::AtResync,
         }
     }
 }

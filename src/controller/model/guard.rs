@@ -12,6 +12,7 @@ use crate::api::{API_VERSION, IAMRole};
 use crate::guardrails::{Engine, FieldPath, Finding, Kind, RuleId};
 use crate::iam::ObservedRole;
 use crate::iam::tags::{is_aws_tag, is_operator_tag, merge_tags};
+use crate::iam::workload_identity::ProviderFacts;
 
 /// The longest findings text a condition, an Event or an error carries.
 pub const MAX_FINDINGS_TEXT: usize = 4096;
@@ -28,11 +29,13 @@ pub enum Verdict {
     Denied(Vec<Finding>),
 }
 
-/// Checks the object's spec, with the provider's default tags merged under its own tags.
+/// Checks the object's spec, with the provider's default tags merged under its own tags and the
+/// trust its workload identity generates for the provider's cluster (`provider`).
 pub fn judge_spec(
     engine: &Engine,
     role: &IAMRole,
     provider_default_tags: Option<&BTreeMap<String, String>>,
+    provider: &ProviderFacts,
 ) -> Verdict {
     let mut object = match serde_json::to_value(role) {
         Ok(object) => object,
@@ -53,7 +56,7 @@ pub fn judge_spec(
         status.remove("status");
     }
     let denied: Vec<Finding> = engine
-        .check(Kind::IAMRole, &object, None)
+        .check_with_provider(Kind::IAMRole, &object, None, Some(provider))
         .into_iter()
         .filter(Finding::is_deny)
         .collect();
@@ -136,7 +139,9 @@ pub fn findings_text(findings: &[Finding]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{IAMRoleSpec, IAMRoleStatus, ProviderRef};
+    use crate::api::{
+        IAMRoleSpec, IAMRoleStatus, ProviderRef, WorkloadIdentity, WorkloadIdentityMode,
+    };
     use crate::guardrails::Config;
 
     const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
@@ -154,7 +159,7 @@ mod tests {
                     namespace: None,
                 },
                 role_name: "app".to_owned(),
-                assume_role_policy_document: TRUST.to_owned(),
+                assume_role_policy_document: Some(TRUST.to_owned()),
                 tags: Some(
                     (0..tags)
                         .map(|i| (format!("k{i}"), "v".to_owned()))
@@ -179,10 +184,13 @@ mod tests {
     fn provider_default_tags_count_against_the_limit() {
         let engine = engine();
         let role = role(47);
-        assert_eq!(judge_spec(&engine, &role, None), Verdict::Clean);
+        assert_eq!(
+            judge_spec(&engine, &role, None, &ProviderFacts::default()),
+            Verdict::Clean
+        );
         let defaults: BTreeMap<String, String> =
             (0..3).map(|i| (format!("d{i}"), "v".to_owned())).collect();
-        let verdict = judge_spec(&engine, &role, Some(&defaults));
+        let verdict = judge_spec(&engine, &role, Some(&defaults), &ProviderFacts::default());
         assert!(matches!(verdict, Verdict::Denied(_)), "{verdict:?}");
         assert_eq!(rules(&verdict), [RuleId::Tags]);
     }
@@ -195,7 +203,7 @@ mod tests {
             "arn:aws:iam::aws:policy/AdministratorAccess".to_owned(),
         ]);
         assert!(matches!(
-            judge_spec(&engine, &role, None),
+            judge_spec(&engine, &role, None, &ProviderFacts::default()),
             Verdict::Denied(_)
         ));
         role.status = Some(IAMRoleStatus {
@@ -203,14 +211,49 @@ mod tests {
             ..IAMRoleStatus::default()
         });
         assert!(matches!(
-            judge_spec(&engine, &role, None),
+            judge_spec(&engine, &role, None, &ProviderFacts::default()),
             Verdict::Violation(_)
         ));
         role.metadata.generation = Some(4);
         assert!(matches!(
-            judge_spec(&engine, &role, None),
+            judge_spec(&engine, &role, None, &ProviderFacts::default()),
             Verdict::Denied(_)
         ));
+    }
+
+    #[test]
+    fn the_generated_trust_is_judged_with_the_providers_cluster() {
+        let engine = engine();
+        let mut role = role(0);
+        role.spec.assume_role_policy_document = None;
+        role.spec.workload_identity = Some(WorkloadIdentity {
+            service_accounts: vec!["app".to_owned()],
+            mode: WorkloadIdentityMode::Both,
+            annotate_service_accounts: Some(true),
+        });
+        let without_issuer = ProviderFacts {
+            name: "aws".to_owned(),
+            oidc_issuer: None,
+            account_id: Some("123456789012".to_owned()),
+            region: "us-east-1".to_owned(),
+        };
+        let verdict = judge_spec(&engine, &role, None, &without_issuer);
+        assert_eq!(rules(&verdict), [RuleId::WorkloadIdentity]);
+        let with_issuer = ProviderFacts {
+            oidc_issuer: Some("https://oidc.eks.us-east-1.amazonaws.com/id/A1".to_owned()),
+            ..without_issuer
+        };
+        assert_eq!(
+            judge_spec(&engine, &role, None, &with_issuer),
+            Verdict::Clean
+        );
+        // The generated statements count against the trust policy quota.
+        if let Some(identity) = role.spec.workload_identity.as_mut() {
+            identity.service_accounts =
+                (0..60).map(|i| format!("service-account-{i:03}")).collect();
+        }
+        let verdict = judge_spec(&engine, &role, None, &with_issuer);
+        assert_eq!(rules(&verdict), [RuleId::PolicySize]);
     }
 
     #[test]

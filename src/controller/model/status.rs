@@ -132,6 +132,7 @@ pub fn role_status(
             RoleOutcome::Synced(_) => generation,
             RoleOutcome::NotSynced { .. } => previous.and_then(|p| p.applied_generation),
         },
+        workload_identity: previous.and_then(|p| p.workload_identity.clone()),
         attached_policy_arns: previous
             .map(|p| p.attached_policy_arns.clone())
             .unwrap_or_default(),

@@ -23,6 +23,8 @@ mod web_identity;
 
 use serde_json::{Map, Value};
 
+pub(crate) use model::statements;
+
 use crate::iam::json;
 
 use super::config::{
@@ -63,26 +65,74 @@ impl PolicyChecker {
         config: &Config,
         out: &mut Vec<Finding>,
     ) -> TrustedBy {
-        let Some(document) = parse(text, path, out) else {
-            return TrustedBy::Others;
-        };
-        let Value::Object(fields) = &document else {
-            return TrustedBy::Others;
-        };
-        let size = size::count(text);
+        self.check_effective_trust(Some(text), path, None, config, out)
+    }
+
+    /// Checks a role's effective trust policy: the spec's document (`given`, at `path`) and the
+    /// statements generated for it (`generated`, a document of its own at its path), each with every
+    /// trust rule, and the size quota on both together (as IAM will hold them).
+    pub fn check_effective_trust(
+        &self,
+        given: Option<&str>,
+        path: &FieldPath,
+        generated: Option<(&str, &FieldPath)>,
+        config: &Config,
+        out: &mut Vec<Finding>,
+    ) -> TrustedBy {
+        let mut documents = Vec::new();
+        let mut size = 0;
+        for (text, path) in given.map(|text| (text, path)).into_iter().chain(generated) {
+            let Some(document) = parse(text, path, out) else {
+                return TrustedBy::Others;
+            };
+            let Value::Object(fields) = &document else {
+                return TrustedBy::Others;
+            };
+            size += size::count(text);
+            self.check_common(&document, fields, path, PolicyKind::Trust, out);
+            trust::check(fields, path, config, out);
+            documents.push(document);
+        }
         let quota = config.quotas.trust_policy_size;
         if size > quota {
+            let (whole, root) = match (given, generated) {
+                (Some(_), Some((_, generated_path))) => (
+                    "the trust policy with the statements generated for workloadIdentity",
+                    generated_path,
+                ),
+                (None, Some((_, generated_path))) => (
+                    "the trust policy generated for workloadIdentity",
+                    generated_path,
+                ),
+                _ => ("the trust policy", path),
+            };
             out.push(Finding::deny(
                 RuleId::PolicySize,
-                path,
+                root,
                 format!(
-                    "the trust policy has {size} characters without whitespace, over the quota of {quota}; shorten it (merge statements, drop Sids) or raise quotas.trustPolicySize (IAM allows up to {IAM_MAX_TRUST_POLICY_SIZE} after a quota increase)"
+                    "{whole} has about {size} characters without whitespace, over the quota of {quota}; shorten it (merge statements, drop Sids, fewer ServiceAccounts) or raise quotas.trustPolicySize (IAM allows up to {IAM_MAX_TRUST_POLICY_SIZE} after a quota increase)"
                 ),
             ));
         }
-        self.check_common(&document, fields, path, PolicyKind::Trust, out);
-        trust::check(fields, path, config, out);
-        web_identity::trusted_by(fields, config)
+        match documents.as_slice() {
+            [Value::Object(fields)] => web_identity::trusted_by(fields, config),
+            _ => {
+                // Who trusts the role is decided on its statements together.
+                let mut statements = Vec::new();
+                for document in &documents {
+                    match document.get("Statement") {
+                        Some(Value::Array(items)) => {
+                            statements.extend(items.iter().take(model::MAX_STATEMENTS).cloned())
+                        }
+                        Some(single @ Value::Object(_)) => statements.push(single.clone()),
+                        _ => {}
+                    }
+                }
+                let mut whole = Map::new();
+                whole.insert("Statement".to_owned(), Value::Array(statements));
+                web_identity::trusted_by(&whole, config)
+            }
+        }
     }
 
     /// Checks a role's permission (inline) policies, each at its path, and their size together;
