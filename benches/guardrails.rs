@@ -90,6 +90,42 @@ fn padded_role() -> Value {
     role
 }
 
+/// A role whose one inline policy holds `statement`.
+fn role_with_statement(statement: Value) -> Value {
+    let document = json!({"Version": "2012-10-17", "Statement": [statement]}).to_string();
+    let mut role = large_role(0, 0);
+    role["spec"]["inlinePolicies"] = json!([{"policyName": "one", "policyDocument": document}]);
+    role
+}
+
+/// A role allowing the action `"*" + "?"*k + "x" + "*"*k` (21 KiB at k = 10,000).
+fn wildcard_role(k: usize) -> Value {
+    let action = format!("*{}x{}", "?".repeat(k), "*".repeat(k));
+    role_with_statement(json!({"Effect": "Allow", "Action": action, "Resource": "*"}))
+}
+
+/// A role whose condition value is an array nested `depth` deep.
+fn nested_condition_role(depth: usize) -> Value {
+    let nested: Value =
+        serde_json::from_str(&format!("{}\"v\"{}", "[".repeat(depth), "]".repeat(depth)))
+            .expect("nested value");
+    role_with_statement(json!({
+        "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+        "Condition": {"StringEquals": {"aws:PrincipalTag/team": nested}}
+    }))
+}
+
+/// A role with 32 inline policies of 2,300 statements `{"Sid":"-","Effect":"X"}` each.
+fn invalid_statements_role() -> Value {
+    let statements = vec![r#"{"Sid":"-","Effect":"X"}"#; 2_300].join(",");
+    let document = format!(r#"{{"Version":"2012-10-17","Statement":[{statements}]}}"#);
+    let mut role = large_role(0, 0);
+    role["spec"]["inlinePolicies"] = (0..32)
+        .map(|p| json!({"policyName": format!("many-{p}"), "policyDocument": document}))
+        .collect();
+    role
+}
+
 fn bench_engine(c: &mut Criterion) {
     let engine = Engine::new(Config::default()).expect("engine builds");
     let mut group = c.benchmark_group("seed");
@@ -117,6 +153,12 @@ fn bench_engine(c: &mut Criterion) {
     for (name, doc) in [
         ("24-policies-x-1800-bad-statements", hostile_role()),
         ("padded-140000", padded_role()),
+        ("wildcard-action-k10000", wildcard_role(10_000)),
+        ("condition-nested-120", nested_condition_role(120)),
+        (
+            "32-policies-x-2300-invalid-statements",
+            invalid_statements_role(),
+        ),
     ] {
         group.throughput(Throughput::Bytes(doc.to_string().len() as u64));
         group.bench_function(name, |b| {

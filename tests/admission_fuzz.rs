@@ -21,7 +21,7 @@ fn app() -> Router {
     static APP: OnceLock<Router> = OnceLock::new();
     APP.get_or_init(|| {
         let metrics = AdmissionMetrics::unregistered();
-        router(WebhookState::new(engine(), metrics, &Limits::default()))
+        router(WebhookState::new(engine(), metrics, &Limits::default()).unwrap())
     })
     .clone()
 }

@@ -1,9 +1,10 @@
 //! Receiving a request body within the limits: at most [`MAX_BODY_BYTES`] (refused from its
 //! `Content-Length` before anything is read, so `Expect: 100-continue` gets 413, not 100), within
 //! the body timeout (408), and within a memory budget shared by every request, charged as the body
-//! grows: a small body waits for room, a large one is refused at once (503) when there is none, so
-//! large bodies can neither exhaust memory nor queue ahead of ordinary reviews. Reads from the
-//! connection; no other I/O.
+//! grows. The budget has two parts: a quarter for small bodies (up to [`SMALL_BODY_BYTES`]), which
+//! wait for room, and the rest for large ones, which are refused at once (503) when there is none.
+//! So large bodies can neither exhaust memory nor hold up ordinary reviews, even when every large
+//! body is waiting for its checker. Reads from the connection; no other I/O.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,19 +46,29 @@ impl BodyError {
     }
 }
 
-/// Memory for request bodies, shared by every request, in KiB.
+/// Memory for request bodies, shared by every request, in KiB: one part for small bodies, one
+/// for large ones.
 #[derive(Clone, Debug)]
-pub struct BodyMemory(Arc<Semaphore>);
+pub struct BodyMemory {
+    small: Arc<Semaphore>,
+    large: Arc<Semaphore>,
+}
 
 impl BodyMemory {
-    /// A budget of `bytes` (at least one largest body).
+    /// A budget of `bytes`: a quarter (at least 16 small bodies' worth) for small bodies, the rest
+    /// (at least one largest body) for large ones.
     pub fn new(bytes: usize) -> Self {
-        BodyMemory(Arc::new(Semaphore::new(kib(bytes.max(MAX_BODY_BYTES)))))
+        let small = (bytes / 4).max(16 * SMALL_BODY_BYTES);
+        let large = bytes.saturating_sub(small).max(MAX_BODY_BYTES);
+        BodyMemory {
+            small: Arc::new(Semaphore::new(kib(small))),
+            large: Arc::new(Semaphore::new(kib(large))),
+        }
     }
 
     /// Bytes not charged to any body now.
     pub fn available(&self) -> usize {
-        self.0.available_permits() * 1024
+        (self.small.available_permits() + self.large.available_permits()) * 1024
     }
 }
 
@@ -131,7 +142,8 @@ pub async fn receive(
     })
 }
 
-/// Charges the budget for `capacity` bytes in all, on top of `charge`.
+/// Charges the budget for `capacity` bytes in all, in place of `charge`: a small body's part
+/// waits for room; a body growing large moves to the large part at once, or is refused.
 async fn grow_charge(
     charge: Option<OwnedSemaphorePermit>,
     capacity: usize,
@@ -139,18 +151,21 @@ async fn grow_charge(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<OwnedSemaphorePermit, BodyError> {
+    let large = capacity > SMALL_BODY_BYTES;
+    let budget = Arc::clone(if large { &memory.large } else { &memory.small });
+    // A charge stays in one part: a body growing past small gives its small charge back.
+    let charge = charge.filter(|c| Arc::ptr_eq(c.semaphore(), &budget));
     let held = charge.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
     let more =
         u32::try_from(kib(capacity).saturating_sub(held)).map_err(|_| BodyError::TooLarge)?;
-    let budget = Arc::clone(&memory.0);
-    let extra = if capacity <= SMALL_BODY_BYTES {
+    let extra = if large {
+        budget
+            .try_acquire_many_owned(more)
+            .map_err(|_| BodyError::Busy)?
+    } else {
         tokio::time::timeout_at(deadline, budget.acquire_many_owned(more))
             .await
             .map_err(|_| BodyError::Slow(timeout))?
-            .map_err(|_| BodyError::Busy)?
-    } else {
-        budget
-            .try_acquire_many_owned(more)
             .map_err(|_| BodyError::Busy)?
     };
     Ok(match charge {
@@ -231,5 +246,39 @@ mod tests {
         assert!(matches!(second, Err(BodyError::Busy)), "{second:?}");
         let small = receive(Body::from(vec![b' '; 1000]), None, PATIENCE, &memory).await;
         assert!(small.is_ok(), "{small:?}");
+    }
+
+    #[tokio::test]
+    async fn held_large_bodies_never_make_small_ones_wait() {
+        let memory = BodyMemory::new(12 * 1024 * 1024);
+        let full = memory.available();
+        let mut held = Vec::new();
+        loop {
+            let body = Body::from(vec![b' '; MAX_BODY_BYTES - 1024]);
+            match receive(body, None, PATIENCE, &memory).await {
+                Ok(received) => held.push(received),
+                Err(error) => {
+                    assert!(matches!(error, BodyError::Busy), "{error:?}");
+                    break;
+                }
+            }
+        }
+        assert!(!held.is_empty());
+        // Every small body of a burst is received at once, with no room left for large ones.
+        let mut small = Vec::new();
+        for _ in 0..32 {
+            let body = Body::from(vec![b' '; SMALL_BODY_BYTES]);
+            let received = receive(body, None, Duration::from_millis(50), &memory).await;
+            small.push(received.expect("a small body does not wait for large ones"));
+        }
+        // A body that grows past small moves its charge to the large part, and is refused there.
+        let chunks = futures::stream::iter([
+            Ok::<_, std::convert::Infallible>(Bytes::from(vec![b' '; 1024])),
+            Ok(Bytes::from(vec![b' '; SMALL_BODY_BYTES * 2])),
+        ]);
+        let grown = receive(Body::from_stream(chunks), None, PATIENCE, &memory).await;
+        assert!(matches!(grown, Err(BodyError::Busy)), "{grown:?}");
+        drop((held, small));
+        assert_eq!(memory.available(), full);
     }
 }

@@ -53,7 +53,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             review_deadline: DEFAULT_REVIEW_DEADLINE,
             concurrent_checks: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            body_memory: 48 * 1024 * 1024,
+            body_memory: 32 * 1024 * 1024,
             http2_max_streams: 32,
             http2_ping_interval: Duration::from_secs(20),
             http2_ping_timeout: Duration::from_secs(10),

@@ -49,18 +49,19 @@ pub struct WebhookState {
 
 impl WebhookState {
     /// State for [`router`]: reviews are checked with the guardrails governing their namespace.
+    /// Fails when the threads of the large reviews cannot be started.
     pub fn new(
         guardrails: impl Into<Guardrails>,
         metrics: AdmissionMetrics,
         limits: &Limits,
-    ) -> Self {
-        WebhookState {
+    ) -> std::io::Result<Self> {
+        Ok(WebhookState {
             guardrails: guardrails.into(),
             metrics,
-            checkers: Checkers::new(limits.concurrent_checks, limits.review_deadline),
+            checkers: Checkers::new(limits.concurrent_checks, limits.review_deadline)?,
             memory: BodyMemory::new(limits.body_memory),
             limits: Arc::new(limits.clone()),
-        }
+        })
     }
 }
 
@@ -169,7 +170,7 @@ async fn review(state: &WebhookState, endpoint: Endpoint, received: body::Receiv
             tracing::debug!(error = %error, "refused a body that is not an AdmissionReview");
             Reviewed::Refused(StatusCode::BAD_REQUEST, format!("{error}\n"))
         }
-        Err(CheckError::Overdue(deadline)) => match review::request_uid(&bytes) {
+        Err(CheckError::Overdue(deadline)) => match request_uid(state, large, bytes).await {
             Some(uid) => {
                 tracing::warn!(%uid, deadline_ms = deadline.as_millis(), "review refused: checks overran the deadline");
                 Reviewed::Overdue(review::overdue(uid, deadline).to_json())
@@ -184,6 +185,25 @@ async fn review(state: &WebhookState, endpoint: Endpoint, received: body::Receiv
             Reviewed::Refused(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n"))
         }
     }
+}
+
+/// The request uid of a body whose checks were abandoned; read at the lowest CPU priority for a
+/// large body, whose whole text may have to be scanned, so refusing a flood of them costs
+/// ordinary reviews nothing.
+async fn request_uid(
+    state: &WebhookState,
+    large: bool,
+    bytes: axum::body::Bytes,
+) -> Option<String> {
+    if !large {
+        return review::request_uid(&bytes);
+    }
+    state
+        .checkers
+        .in_background(move || review::request_uid(&bytes))
+        .await
+        .ok()
+        .flatten()
 }
 
 fn log_refusal(answer: &Answer) {
@@ -243,7 +263,7 @@ mod tests {
         let admission = AdmissionMetrics::register(metrics.registry_mut());
         let engine = Arc::new(crate::guardrails::Engine::new(config).unwrap());
         (
-            router(WebhookState::new(engine, admission, &Limits::default())),
+            router(WebhookState::new(engine, admission, &Limits::default()).unwrap()),
             Arc::new(metrics),
         )
     }

@@ -70,6 +70,12 @@ pub enum WebhookError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// The threads that check large reviews could not be started.
+    #[error("cannot start the review threads: {source}")]
+    Threads {
+        /// The I/O error.
+        source: io::Error,
+    },
 }
 
 /// The webhook with its listener bound and its certificate loaded, not yet serving.
@@ -103,7 +109,8 @@ pub async fn bind(
         addr,
         tls,
         certificates,
-        state: WebhookState::new(guardrails, metrics.clone(), &config.limits),
+        state: WebhookState::new(guardrails, metrics.clone(), &config.limits)
+            .map_err(|source| WebhookError::Threads { source })?,
         metrics,
         limits: config.limits.clone(),
     })

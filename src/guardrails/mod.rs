@@ -149,7 +149,7 @@ impl Engine {
     ) -> Vec<Finding> {
         let mut report = Report::default();
         self.compiled.objects.check(kind, object, report.findings());
-        let spec = object.get("spec").cloned().unwrap_or(Value::Null);
+        let spec = object.get("spec").unwrap_or(&Value::Null);
         let namespace = object
             .pointer("/metadata/namespace")
             .and_then(Value::as_str);
@@ -202,7 +202,7 @@ impl Engine {
                 }
                 Err(e) => schema::unreadable_spec(&e, report.findings()),
             },
-            Kind::GuardrailPolicy => policy::check_policy(&spec, report.findings()),
+            Kind::GuardrailPolicy => policy::check_policy(spec, report.findings()),
         }
         report.into_findings()
     }
@@ -247,7 +247,7 @@ impl Engine {
 
 /// Reads a spec into its API type; the error names the field that could not be read.
 fn read_spec<T: serde::de::DeserializeOwned>(
-    spec: Value,
+    spec: &Value,
 ) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
     serde_path_to_error::deserialize(spec)
 }

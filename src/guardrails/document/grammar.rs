@@ -16,6 +16,9 @@ use super::quote;
 
 const TRUST_SCHEMA: &str = include_str!("../../../policies/trust-policy.schema.json");
 const PERMISSION_SCHEMA: &str = include_str!("../../../policies/permission-policy.schema.json");
+/// The most schema errors looked for in one document: well past the findings an answer reports
+/// ([`super::super::MAX_FINDINGS`]), with room for the errors that shadow others.
+const MAX_GRAMMAR_ERRORS: usize = 4 * super::super::MAX_FINDINGS;
 
 /// One compiled grammar with its source, which supplies the wording of findings.
 pub struct Grammar {
@@ -70,7 +73,13 @@ impl Grammar {
             return;
         }
         let mut pending = Vec::new();
-        for error in self.validator.iter_errors(document) {
+        // More errors than an answer reports are not looked for: a document of thousands of
+        // invalid statements costs no more than its first few hundred.
+        for error in self
+            .validator
+            .iter_errors(document)
+            .take(MAX_GRAMMAR_ERRORS)
+        {
             self.translate(&error, document, root, &mut pending);
         }
         let wrong_types: HashSet<&str> = pending

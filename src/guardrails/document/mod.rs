@@ -7,7 +7,8 @@
 //! reports every problem: grammar (`policy-grammar`), size and bounds (`policy-size`), the statement
 //! rules shared by both kinds (`policy-sid`, `policy-condition`, `policy-arn`) and the rules of each
 //! kind. The permission rules, which match wildcards, run only on the inline policies that fit within
-//! IAM's limit for a role's inline policies together: IAM refuses the rest whatever they hold.
+//! IAM's limit for a role's inline policies together; the documents after the one crossing that
+//! limit are only counted, not parsed: IAM refuses them whatever they hold.
 
 mod action_name;
 mod escalation;
@@ -150,6 +151,14 @@ impl PolicyChecker {
         for (path, text) in documents {
             report.trim();
             let out = report.findings();
+            if total > IAM_MAX_INLINE_POLICIES_SIZE {
+                // Past IAM's limit on all inline policies, IAM refuses a document whatever it
+                // holds: it is only counted, so a hostile review cannot make the engine parse and
+                // check megabytes of it.
+                total += size::count(text);
+                unchecked = true;
+                continue;
+            }
             let Some(document) = parse(text, path, out) else {
                 continue;
             };
@@ -397,6 +406,25 @@ mod tests {
         );
         assert_eq!(
             summary(&folded),
+            [(RuleId::PolicySize, "spec.inlinePolicies", Severity::Deny)]
+        );
+    }
+
+    #[test]
+    fn documents_past_iams_inline_limit_are_not_grammar_checked() {
+        let c = Config::default();
+        let big = padded_statements(60);
+        let invalid = r#"{"Version":"2012-10-17","Statement":[{"Sid":"-","Effect":"X"}]}"#;
+        // Within the limit, the invalid document's grammar is reported.
+        let within = inline(&[invalid], &c);
+        assert!(
+            within.iter().any(|f| f.rule == RuleId::PolicyGrammar),
+            "{within:?}"
+        );
+        // After two documents that cross it, it is only counted in the size finding.
+        let past = inline(&[&big, &big, invalid], &c);
+        assert_eq!(
+            summary(&past),
             [(RuleId::PolicySize, "spec.inlinePolicies", Severity::Deny)]
         );
     }
