@@ -19,7 +19,9 @@
 //!
 //! After those phases come the hostile-mix phases of [`hostile_mix`] (seed reviews with the worst
 //! reviews, held connections and admin probes beside them, then the same without the hostile part);
-//! `LOAD_HOSTILE_SECONDS` sets their length (the phase length by default).
+//! `LOAD_HOSTILE_SECONDS` sets their length (the phase length by default). `-- --separate` (or
+//! `LOAD_SEPARATE=1`) runs only those, against `infra-operator webhook` in a process of its own
+//! pinned to another CPU than the loader ([`separate`]), for the webhook's own latency and memory.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -54,6 +56,8 @@ use tokio_rustls::TlsConnector;
 
 #[path = "webhook_load/hostile_mix.rs"]
 mod hostile_mix;
+#[path = "webhook_load/separate.rs"]
+mod separate;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -82,6 +86,9 @@ const CLOCK_TICKS: u64 = 100;
 fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let workload = Arc::new(Workload::from_examples()?);
+    if settings.separate && settings.length.is_some() {
+        return separate::run(&settings, workload);
+    }
     let server_rt = runtime(SERVER_THREAD, settings.server_threads)?;
     let client_rt = runtime(CLIENT_THREAD, settings.client_threads)?;
     let certs = tempfile::tempdir().context("temporary directory")?;
@@ -125,6 +132,9 @@ struct Settings {
     label: &'static str,
     server_threads: usize,
     client_threads: usize,
+    /// Only the hostile mix, against `infra-operator webhook` in a process of its own
+    /// ([`separate`]).
+    separate: bool,
 }
 
 impl Settings {
@@ -148,6 +158,7 @@ impl Settings {
             label: if quick { "quick" } else { "full" },
             server_threads: usize::try_from(number("LOAD_SERVER_THREADS", 2)?)?,
             client_threads: usize::try_from(number("LOAD_CLIENT_THREADS", 2)?)?,
+            separate: flag("--separate") || env::var("LOAD_SEPARATE").is_ok_and(|v| v == "1"),
         })
     }
 }
@@ -1124,7 +1135,14 @@ async fn bench(
     }
     println!();
     let mut wrong: u64 = rows.iter().map(|r| r.wrong).sum();
-    wrong += hostile_mix::bench(settings.hostile_length, clients, workload, worst, admin).await?;
+    wrong += hostile_mix::bench(
+        settings.hostile_length,
+        clients,
+        workload,
+        worst,
+        (admin, hostile_mix::Measured::Itself),
+    )
+    .await?;
     // Timeouts and connection failures are part of the measurement (an overloaded server); a wrong
     // answer is a defect.
     ensure!(

@@ -181,13 +181,20 @@ struct Probes {
 
 /// One `GET /healthz` over a new connection, as a kubelet probes.
 fn probe(admin: SocketAddr) -> Result<(), String> {
+    get_ok(admin, "/healthz")
+}
+
+/// `GET path` on the admin port over a new connection: `Ok` for a 200.
+pub fn get_ok(admin: SocketAddr, path: &str) -> Result<(), String> {
     let mut stream = StdTcpStream::connect_timeout(&admin, PROBE_TIMEOUT)
         .map_err(|e| format!("connect: {e}"))?;
     stream
         .set_read_timeout(Some(PROBE_TIMEOUT))
         .map_err(|e| e.to_string())?;
     stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
         .map_err(|e| format!("write: {e}"))?;
     let mut answer = Vec::new();
     stream
@@ -231,9 +238,41 @@ fn probe_loop(
         .context("probe thread")
 }
 
-/// A `kB` field of `/proc/self/status`, in MiB.
-fn status_mib(field: &str) -> Option<f64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
+/// The process whose memory a phase reports: this one (webhook and loader together), or the
+/// webhook alone in a process of its own.
+#[derive(Clone, Copy, Debug)]
+pub enum Measured {
+    /// This process.
+    Itself,
+    /// The webhook's process.
+    Webhook(u32),
+}
+
+impl Measured {
+    fn proc_dir(self) -> String {
+        match self {
+            Measured::Itself => "/proc/self".to_owned(),
+            Measured::Webhook(pid) => format!("/proc/{pid}"),
+        }
+    }
+
+    /// Starts counting the peak anew; whether the kernel let it.
+    fn reset_peak(self) -> bool {
+        if matches!(self, Measured::Itself) {
+            release_free_memory();
+        }
+        fs::write(format!("{}/clear_refs", self.proc_dir()), "5").is_ok()
+    }
+
+    /// A `kB` field of the process's `status`, in MiB.
+    fn status_mib(self, field: &str) -> Option<f64> {
+        status_mib(&format!("{}/status", self.proc_dir()), field)
+    }
+}
+
+/// A `kB` field of a `/proc/<pid>/status` file, in MiB.
+fn status_mib(file: &str, field: &str) -> Option<f64> {
+    let status = fs::read_to_string(file).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
@@ -260,10 +299,9 @@ async fn phase(
     clients: &Clients,
     workload: &Arc<Workload>,
     worst: &Arc<Worst>,
-    admin: SocketAddr,
+    (admin, measured): (SocketAddr, Measured),
 ) -> anyhow::Result<MixRow> {
-    release_free_memory();
-    let peak_reset = fs::write("/proc/self/clear_refs", "5").is_ok();
+    let peak_reset = measured.reset_peak();
     let mut seed_lanes = Transport::Http1 {
         connections: SEED_CONNECTIONS,
     }
@@ -332,8 +370,10 @@ async fn phase(
     let probes = prober
         .join()
         .map_err(|_| anyhow::anyhow!("probe thread panicked"))?;
-    let peak_rss = status_mib("VmHWM:");
-    release_free_memory();
+    let peak_rss = measured.status_mib("VmHWM:");
+    if matches!(measured, Measured::Itself) {
+        release_free_memory();
+    }
     Ok(MixRow {
         hostile,
         seed: seed?.0,
@@ -347,7 +387,7 @@ async fn phase(
         probes,
         peak_rss,
         peak_reset,
-        rss_after: status_mib("VmRSS:"),
+        rss_after: measured.status_mib("VmRSS:"),
     })
 }
 
@@ -359,14 +399,21 @@ pub async fn bench(
     clients: &Clients,
     workload: &Arc<Workload>,
     worst: &Arc<Worst>,
-    admin: SocketAddr,
+    (admin, measured): (SocketAddr, Measured),
 ) -> anyhow::Result<u64> {
     let mut rows = Vec::new();
     for hostile in [false, true] {
-        rows.push(phase(hostile, length, clients, workload, worst, admin).await?);
+        rows.push(phase(hostile, length, clients, workload, worst, (admin, measured)).await?);
     }
+    let setting = match measured {
+        Measured::Itself => "webhook and loader in this process; memory of both",
+        Measured::Webhook(_) => {
+            "`infra-operator webhook` in a process of its own pinned to CPU 0, the loader pinned \
+             to CPU 1; memory of the webhook alone"
+        }
+    };
     println!(
-        "\n### webhook_load hostile mix ({} s per phase)\n",
+        "\n### webhook_load hostile mix ({} s per phase; {setting})\n",
         length.as_secs()
     );
     println!(

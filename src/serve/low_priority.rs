@@ -1,7 +1,8 @@
-//! A few threads at the lowest CPU priority (nice 19) for work that must never delay ordinary
-//! work when the CPU is short: the checks of large reviews. On a busy machine the kernel's
-//! scheduler then gives them what the normal-priority threads leave, so a flood of the largest
-//! reviews cannot raise the latency of ordinary ones. Jobs wait in a queue in arrival order; the
+//! A few threads at the lowest CPU priority (Linux's `SCHED_IDLE` policy, and nice 19 where that
+//! is refused) for work that must never delay ordinary work when the CPU is short: the checks of
+//! large reviews. On a busy machine the kernel's scheduler then gives them only what the
+//! normal-priority threads leave, so a flood of the largest reviews cannot raise the latency of
+//! ordinary ones. Jobs wait in a queue in arrival order; the
 //! threads end when the last handle is dropped. Sets the threads' priority through the C library.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -72,22 +73,30 @@ fn work_off(queue: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// Gives the calling thread the lowest CPU priority (on Linux, niceness is per thread). Lowering
-/// is always allowed; if the system refuses anyway, the thread runs at normal priority.
+/// Gives the calling thread the lowest CPU priority: the idle scheduling policy (it runs only when
+/// no other thread wants the CPU) and the highest niceness (on Linux both are per thread).
+/// Lowering is always allowed; if the system refuses anyway, the thread runs at normal priority.
 fn lower_own_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: `setpriority` takes no pointer; with `PRIO_PROCESS` and `who` 0 it changes only the
-    // calling thread's niceness.
+    // SAFETY: `setpriority` takes no pointer; `sched_setscheduler` reads the parameter block
+    // initialised here; with pid 0 both change only the calling thread.
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, 0, NICENESS);
+        let idle = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle);
     }
 }
 
-/// The calling thread's niceness, for tests.
+/// The calling thread's niceness and scheduling policy, for tests.
 #[cfg(all(test, target_os = "linux"))]
-fn own_niceness() -> i32 {
-    // SAFETY: as in `lower_own_priority`; `getpriority` only reads.
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+fn own_priority() -> (i32, i32) {
+    // SAFETY: as in `lower_own_priority`; both calls only read.
+    unsafe {
+        (
+            libc::getpriority(libc::PRIO_PROCESS, 0),
+            libc::sched_getscheduler(0),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -98,13 +107,15 @@ mod tests {
     async fn jobs_run_off_the_caller_at_the_lowest_priority() {
         let pool = LowPriority::start("test-low", 1).unwrap();
         let caller = std::thread::current().id();
-        let (ran_on, niceness) = pool
-            .run(|| (std::thread::current().id(), own_niceness()))
+        let (ran_on, priority) = pool
+            .run(|| (std::thread::current().id(), own_priority()))
             .await
             .unwrap();
         assert_ne!(ran_on, caller);
-        assert_eq!(niceness, NICENESS);
-        assert!(own_niceness() < NICENESS, "the caller keeps its priority");
+        assert_eq!(priority, (NICENESS, libc::SCHED_IDLE));
+        let (niceness, policy) = own_priority();
+        assert!(niceness < NICENESS, "the caller keeps its priority");
+        assert_ne!(policy, libc::SCHED_IDLE);
     }
 
     #[tokio::test]

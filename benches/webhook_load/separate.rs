@@ -1,0 +1,131 @@
+//! The hostile mix against the real `infra-operator webhook` in a process of its own, pinned to
+//! CPU 0, while this process (the loader, the probes and the held connections) runs pinned to
+//! CPU 1: the webhook's latency and memory alone, without the loader's share of either. The
+//! webhook uses the committed default guardrails (`--guardrails policies/guardrails.yaml`) and the
+//! certificates of a temporary directory; it is stopped with SIGTERM at the end.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use infra_operator::certs::write_certs;
+
+use super::hostile_mix::{self, Measured, Worst};
+use super::{CLIENT_THREAD, Clients, Settings, Workload, roots, runtime};
+
+/// Longest wait for the webhook to be ready.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the two hostile-mix phases against a webhook process; fails on a wrong answer.
+pub fn run(settings: &Settings, workload: Arc<Workload>) -> anyhow::Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        bail!(
+            "the separate run needs 2 CPUs (one for the webhook, one for the loader); {cpus} here"
+        );
+    }
+    // Before any other thread exists, so every thread of this process inherits it.
+    pin_current_thread(1).context("pin the loader to CPU 1")?;
+    let client_rt = runtime(CLIENT_THREAD, settings.client_threads)?;
+    let certs = tempfile::tempdir().context("temporary directory")?;
+    let files = write_certs(certs.path(), &["127.0.0.1".to_owned()]).context("certificates")?;
+    let https = free_address()?;
+    let admin = free_address()?;
+    let mut webhook = start_webhook(certs.path(), https, admin)?;
+    let outcome = (|| {
+        wait_ready(admin, &mut webhook)?;
+        let clients = Clients::new(https, &roots(&files.ca_cert)?);
+        let worst = Arc::new(Worst::new()?);
+        let measured = Measured::Webhook(webhook.id());
+        client_rt.block_on(hostile_mix::bench(
+            settings.hostile_length,
+            &clients,
+            &workload,
+            &worst,
+            (admin, measured),
+        ))
+    })();
+    stop(webhook)?;
+    let wrong = outcome?;
+    ensure!(
+        wrong == 0,
+        "{wrong} requests got a wrong answer (see the messages above)"
+    );
+    Ok(())
+}
+
+/// `infra-operator webhook` on `https` and `admin`, pinned to CPU 0.
+fn start_webhook(cert_dir: &Path, https: SocketAddr, admin: SocketAddr) -> anyhow::Result<Child> {
+    let guardrails = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/guardrails.yaml");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_infra-operator"));
+    command
+        .arg("webhook")
+        .arg("--guardrails")
+        .arg(&guardrails)
+        .arg("--cert-dir")
+        .arg(cert_dir)
+        .arg("--bind")
+        .arg(https.to_string())
+        .arg("--admin-bind")
+        .arg(admin.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: between fork and exec only `sched_setaffinity` runs, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| pin_current_thread(0));
+    }
+    command.spawn().context("start infra-operator webhook")
+}
+
+/// Waits until the webhook's `/readyz` answers 200.
+fn wait_ready(admin: SocketAddr, webhook: &mut Child) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = webhook.try_wait().context("webhook process")? {
+            bail!("infra-operator webhook exited before it was ready: {status}");
+        }
+        if hostile_mix::get_ok(admin, "/readyz").is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("infra-operator webhook not ready within {START_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM, then wait for the process to end.
+fn stop(mut webhook: Child) -> anyhow::Result<()> {
+    let pid = libc::pid_t::try_from(webhook.id()).context("pid")?;
+    // SAFETY: `kill` takes no pointer; the pid is our own child's, not yet reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    webhook.wait().context("wait for the webhook to stop")?;
+    Ok(())
+}
+
+/// A free port on 127.0.0.1 (bound and released; the webhook binds it a moment later).
+fn free_address() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("find a free port")?;
+    listener.local_addr().context("free port")
+}
+
+/// Pins the calling thread (and the threads it starts later) to one CPU.
+fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: the set is a plain bit mask initialised here; `sched_setaffinity` with pid 0 changes
+    // only the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
