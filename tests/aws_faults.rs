@@ -304,6 +304,64 @@ async fn a_principal_created_moments_ago_converges() {
     assert!(bench.proxy.count("CreateRole", "MalformedPolicyDocument") >= 1);
 }
 
+/// The largest number of calls the proxy saw within any `window`.
+fn busiest(calls: &[local_stack::Call], window: Duration) -> usize {
+    (0..calls.len())
+        .map(|i| {
+            calls[i..]
+                .iter()
+                .take_while(|later| later.at.duration_since(calls[i].at) < window)
+                .count()
+        })
+        .max()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn retries_inside_a_call_take_tokens_too() {
+    const RATE: f64 = 10.0;
+    const BURST: u32 = 5;
+    const READERS: usize = 8;
+    const READS: usize = 5;
+    let bench = Bench::start(RATE, BURST);
+    let clients = bench.clients("retrying").await;
+    clients.caller_identity().await.expect("identity");
+    tokio::time::sleep(Duration::from_secs_f64(f64::from(BURST) / RATE + 0.2)).await;
+    // Every other GetRole fails with a 500, which the SDK retries within the call.
+    bench
+        .proxy
+        .set_rules([Rule::new(Fault::Status(500)).on("GetRole").every(2)]);
+    bench.proxy.clear_calls();
+    let mut readers = Vec::new();
+    for reader in 0..READERS {
+        let iam = clients.iam();
+        readers.push(tokio::spawn(async move {
+            for n in 0..READS {
+                // Some reads may fail every attempt; only the pacing is measured here.
+                let _ = iam.observe_role(&format!("absent-{reader}-{n}")).await;
+            }
+        }));
+    }
+    for reader in readers {
+        reader.await.expect("reads finish");
+    }
+    let calls = bench.proxy.calls();
+    let retries = bench.attempts("GetRole", Attempt::Retry);
+    assert!(retries >= READERS * READS / 4, "{retries} retries");
+    assert_eq!(calls.len(), READERS * READS + retries);
+    for window in [Duration::from_secs(1), Duration::from_secs(2)] {
+        // A retry is paid by the calls after it: at most one unpaid retry per reader at a time,
+        // and three calls of slack for the scheduling.
+        let limit = (RATE * window.as_secs_f64()).ceil() as usize + BURST as usize + READERS + 3;
+        let seen = busiest(&calls, window);
+        eprintln!("at most {seen} attempts within {window:?} (limit {limit}), {retries} retries");
+        assert!(
+            seen <= limit,
+            "{seen} attempts within {window:?} (limit {limit})"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_account_rate_holds_at_the_proxy_across_providers() {
     const RATE: f64 = 10.0;
@@ -345,15 +403,7 @@ async fn the_account_rate_holds_at_the_proxy_across_providers() {
     for window in [Duration::from_secs(1), Duration::from_secs(2)] {
         // Three calls of slack: arrival times at the proxy jitter with the scheduling.
         let limit = (RATE * window.as_secs_f64()).ceil() as usize + BURST as usize + 3;
-        let busiest = (0..calls.len())
-            .map(|i| {
-                calls[i..]
-                    .iter()
-                    .take_while(|later| later.at.duration_since(calls[i].at) < window)
-                    .count()
-            })
-            .max()
-            .unwrap_or_default();
+        let busiest = busiest(&calls, window);
         eprintln!(
             "at most {busiest} calls within {window:?} (limit {limit}); {CALLS} in {elapsed:?}"
         );

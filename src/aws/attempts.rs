@@ -1,6 +1,7 @@
 //! What happens inside one SDK call, attempt by attempt: an interceptor on the IAM and STS clients
 //! that reports every retry (an attempt after the first) and every throttled attempt — also those
-//! the SDK's retries hide — and tells the rate limiter about throttling. Does no I/O: it reads the
+//! the SDK's retries hide — charges each retry a token of the rate limiter, and tells it about
+//! throttling. Does no I/O: it reads the
 //! response the SDK already holds.
 
 use std::fmt;
@@ -76,6 +77,9 @@ impl Intercept for AttemptInterceptor {
             .is_some_and(|attempts| attempts.attempts() > 1)
         {
             self.report(cfg, Attempt::Retry);
+            if let Some(limiter) = &self.limiter {
+                limiter.charge();
+            }
         }
         Ok(())
     }

@@ -10,7 +10,10 @@
 //! same credentials share a provisional bucket; once authenticated, they share the account's.
 //!
 //! The bucket holds up to `burst` tokens and refills at the current rate; each call takes one
-//! token, waiting for it when there is none (reservations queue in order). The rate is adaptive
+//! token, waiting for it when there is none (reservations queue in order). A retry the SDK makes
+//! inside one call takes a token too, when it is sent ([`Limiter::charge`]): it does not wait for
+//! it (the SDK's own backoff already spaces it), but the calls after it do, so retries never add to
+//! the account's rate. The rate is adaptive
 //! (AIMD): when IAM throttles anyway (other tools share the account's quota), the rate halves —
 //! at most once per [`DECREASE_SPACING`], never below [`MIN_RATE`] — and after [`RECOVERY_HOLD`]
 //! without throttling it grows back linearly, by a twentieth of the configured rate per second,
@@ -287,6 +290,14 @@ impl Limiter {
         }
     }
 
+    /// Takes a token without waiting, for an attempt being sent already (a retry inside one SDK
+    /// call): the balance may go below zero, and the calls that follow wait for it.
+    pub fn charge(&self) {
+        self.update(|bucket, now| {
+            bucket.reserve(now);
+        });
+    }
+
     /// Returns the token of a call that was not made after all.
     pub fn give_back(&self) {
         self.update(|bucket, now| bucket.give_back(now));
@@ -400,6 +411,24 @@ mod tests {
         assert!((bucket.rate() - 7.0).abs() < 1e-9, "{}", bucket.rate());
         bucket.refill(start + secs(4.0) + RECOVERY_HOLD);
         assert!((bucket.rate() - 7.0).abs() < 1e-9, "{}", bucket.rate());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_takes_a_token_the_next_call_waits_for() {
+        let limits = RateLimits::new(config(10.0, 1), None);
+        let limiter = limits.limiter("111122223333");
+        let started = tokio::time::Instant::now();
+        limiter.acquire().await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "the burst token");
+        limiter.charge();
+        assert_eq!(started.elapsed(), Duration::ZERO, "a retry does not wait");
+        limiter.acquire().await;
+        // The retry's token (0.1 s at 10/s) is paid by the call after it: 0.2 s in all.
+        assert!(
+            started.elapsed() >= secs(0.19),
+            "waited {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
