@@ -103,12 +103,25 @@ fn setup(world: &World) {
 /// another namespace, an empty list, a role that trusts nobody, a malformed issuer: each refused
 /// with its field and rule.
 fn bad_uses_refused(world: &World) {
-    let irsa = json!({"workloadIdentity": {"serviceAccounts": ["app"]}});
-    let error = world.refused(
-        &role(NS, "apps-pods", irsa),
-        "workload-identity",
-        "spec.workloadIdentity.mode",
+    let irsa = role(
+        NS,
+        "apps-pods",
+        json!({"workloadIdentity": {"serviceAccounts": ["app"]}}),
     );
+    // The webhook learns of the provider through its watch: give it a moment on a busy machine
+    // (an IRSA role admitted meanwhile is deleted, so the next try is a CREATE again).
+    let error = poll("IRSA refused for want of an issuer", || {
+        match world.apply(&irsa) {
+            Err(error) if error.contains("[workload-identity] spec.workloadIdentity.mode") => {
+                Ok(error)
+            }
+            Ok(admitted) => {
+                world.delete("iamrole", NS, "apps-pods");
+                Err(admitted)
+            }
+            Err(other) => Err(other),
+        }
+    });
     assert!(error.contains("spec.cluster.oidcIssuer"), "{error}");
     world.refused(
         &role(
@@ -324,6 +337,31 @@ fn hand_written_web_identity_refused_where_required(world: &World) {
     ));
 }
 
+/// With the webhooks removed, the reconciler refuses on its own: IRSA through a provider without
+/// the cluster's issuer gets `GuardrailDenied` naming the rule, and no role is created.
+fn reconciler_alone_refuses(world: &World) {
+    let mut bare = provider(NS, "bare", &world.moto);
+    bare["spec"]["region"] = json!("us-east-1");
+    world.applied(&bare);
+    world.provider_ready(NS, "bare");
+    world.stack.unregister_webhooks().expect("unregister");
+    let mut irsa = role(
+        NS,
+        "apps-no-issuer",
+        json!({"workloadIdentity": {"serviceAccounts": ["app"]}}),
+    );
+    irsa["spec"]["providerRef"]["name"] = json!("bare");
+    world.applied(&irsa);
+    let message = world.ready_reason(NS, "apps-no-issuer", "GuardrailDenied");
+    assert!(
+        message.contains("[workload-identity] spec.workloadIdentity.mode")
+            && message.contains("spec.cluster.oidcIssuer"),
+        "{message}"
+    );
+    assert!(world.role_in_iam("apps-no-issuer").is_none());
+    world.stack.register_webhooks().expect("register again");
+}
+
 #[test]
 fn pods_assume_roles_through_their_service_accounts() {
     let world = World::start(env!("CARGO_BIN_EXE_infra-operator"));
@@ -347,5 +385,6 @@ fn pods_assume_roles_through_their_service_accounts() {
             "hand-written web identity refused where required",
             &hand_written_web_identity_refused_where_required,
         ),
+        ("reconciler alone refuses", &reconciler_alone_refuses),
     ]);
 }
