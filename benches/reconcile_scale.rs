@@ -19,6 +19,9 @@
 //! `cargo test --all-targets` runs it) only the settings are checked. Starts local processes, network
 //! I/O on 127.0.0.1, reads `/proc/<pid>/status`.
 
+#[path = "../tests/support/moto.rs"]
+mod moto;
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,9 +32,7 @@ use std::{env, thread};
 use anyhow::{Context, bail, ensure};
 use futures::{StreamExt, TryStreamExt, stream};
 use infra_operator::api::{AWSProvider, IAMRole};
-use infra_operator::aws::{
-    AwsClients, CredentialSource, IamApi, ProviderSettings, SecretString, is_write,
-};
+use infra_operator::aws::{AwsClients, IamApi, is_write};
 use infra_operator::iam::OWNER_TAG_KEY;
 use infra_operator::iam::{Change, CreateRole};
 use kube::api::{Patch, PatchParams, PostParams};
@@ -407,15 +408,7 @@ fn run(settings: &Settings) -> anyhow::Result<()> {
 
     // moto builds its IAM backend (loading every AWS managed policy) on the first IAM call: one
     // untimed call first, so that neither measurement below pays for it.
-    let aws = ProviderSettings {
-        region: "us-east-1".to_owned(),
-        endpoint: Some(moto.clone()),
-        credentials: CredentialSource::Static {
-            access_key_id: SecretString::new("test"),
-            secret_access_key: SecretString::new("test"),
-            session_token: None,
-        },
-    };
+    let aws = moto::moto_settings(&moto);
     let iam = rt.block_on(AwsClients::new(&aws, None)).iam();
     let warm_up = Instant::now();
     rt.block_on(iam.observe_role("warm-up"))?;

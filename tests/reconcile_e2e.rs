@@ -3,6 +3,9 @@
 //! API (so through the webhooks); IAM is inspected in moto with the crate's own AWS layer. One test
 //! drives every step on one local stack and reports every failing step together.
 
+#[path = "support/moto.rs"]
+mod moto;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -16,9 +19,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use infra_operator::api::{AWSProvider, FINALIZER, IAMRole};
-use infra_operator::aws::{
-    AwsClients, CredentialSource, IamApi, ProviderSettings, SecretString, is_write,
-};
+use infra_operator::aws::{AwsClients, IamApi, is_write};
 use infra_operator::iam::ObservedRole;
 use infra_operator::iam::workload_identity::{ProviderFacts, effective_trust_policy};
 use infra_operator::iam::{Change, CreateRole};
@@ -1483,16 +1484,9 @@ fn the_reconciler_makes_iam_match_on_a_real_api_server_and_moto() {
         Client::try_from(config).expect("client")
     });
     let moto = stack.moto_url().expect("moto runs");
-    let settings = ProviderSettings {
-        region: "us-east-1".to_owned(),
-        endpoint: Some(moto.clone()),
-        credentials: CredentialSource::Static {
-            access_key_id: SecretString::new("test"),
-            secret_access_key: SecretString::new("test"),
-            session_token: None,
-        },
-    };
-    let iam = rt.block_on(AwsClients::new(&settings, None)).iam();
+    let iam = rt
+        .block_on(AwsClients::new(&moto::moto_settings(&moto), None))
+        .iam();
     let raw_iam = aws_sdk_iam::Client::from_conf(
         aws_sdk_iam::Config::builder()
             .behavior_version(BehaviorVersion::latest())

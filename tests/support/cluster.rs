@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use infra_operator::aws::{AwsClients, CredentialSource, IamApi, ProviderSettings, SecretString};
+use infra_operator::aws::{AwsClients, IamApi};
 use infra_operator::iam::ObservedRole;
 use local_stack::{Stack, StackOptions};
 use serde_json::{Value, json};
+
+use super::moto::moto_settings;
 
 /// Upper bound of every wait; only a hang should hit it.
 pub const TIMEOUT: Duration = Duration::from_secs(90);
@@ -54,16 +56,9 @@ impl World {
         .unwrap_or_else(|e| panic!("local stack: {e}"));
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let moto = stack.moto_url().expect("moto runs");
-        let settings = ProviderSettings {
-            region: "us-east-1".to_owned(),
-            endpoint: Some(moto.clone()),
-            credentials: CredentialSource::Static {
-                access_key_id: SecretString::new("test"),
-                secret_access_key: SecretString::new("test"),
-                session_token: None,
-            },
-        };
-        let iam = rt.block_on(AwsClients::new(&settings, None)).iam();
+        let iam = rt
+            .block_on(AwsClients::new(&moto_settings(&moto), None))
+            .iam();
         World {
             stack,
             rt,

@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod hostile;
+pub mod moto;
 
 use std::future::Future;
 use std::net::SocketAddr;
