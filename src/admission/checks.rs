@@ -48,7 +48,8 @@ impl Checkers {
     }
 
     /// Runs `work` at the lowest CPU priority, with no slot and no deadline: for what only a large
-    /// review needs once its check is abandoned (reading its uid to refuse it).
+    /// review needs once its check is abandoned (reading its uid to refuse it). The queue this
+    /// adds to is bounded by the body memory: each such job holds its large body until it ends.
     pub async fn in_background<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,

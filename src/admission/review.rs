@@ -128,8 +128,9 @@ pub fn answer(
             }
             (Endpoint::Validate, Ok(engine)) => {
                 let object = reviewed.with_namespace(object);
+                // Only a workload identity needs the role's provider (its cluster and account).
                 let provider = match kind {
-                    Kind::IAMRole => object
+                    Kind::IAMRole if object.pointer("/spec/workloadIdentity").is_some() => object
                         .pointer("/spec/providerRef/name")
                         .and_then(Value::as_str)
                         .and_then(|name| {

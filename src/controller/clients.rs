@@ -116,17 +116,13 @@ impl ProviderClients {
         provider: &AWSProvider,
         engine: &Engine,
     ) -> Result<AwsClients, ReconcileError> {
-        let namespace = provider
-            .namespace()
-            .ok_or(ReconcileError::InvalidObject("namespace"))?;
-        allowed(provider, &namespace, engine)?;
-        let cache_key = cache_key(&namespace, &provider.name_any());
+        let admitted = Admitted::check(provider, engine)?;
         match self
             .cache
-            .built_for(&cache_key, provider.metadata.generation)
+            .built_for(&admitted.cache_key, provider.metadata.generation)
         {
             Some(clients) => Ok(clients),
-            None => self.checked(provider, engine).await,
+            None => self.build(provider, admitted).await,
         }
     }
 
@@ -140,12 +136,21 @@ impl ProviderClients {
         provider: &AWSProvider,
         engine: &Engine,
     ) -> Result<AwsClients, ReconcileError> {
-        let namespace = provider
-            .namespace()
-            .ok_or(ReconcileError::InvalidObject("namespace"))?;
+        self.build(provider, Admitted::check(provider, engine)?)
+            .await
+    }
+
+    /// The clients of a provider the guardrails admitted, from its Secrets as they are now.
+    async fn build(
+        &self,
+        provider: &AWSProvider,
+        admitted: Admitted,
+    ) -> Result<AwsClients, ReconcileError> {
+        let Admitted {
+            namespace,
+            cache_key,
+        } = admitted;
         let name = provider.name_any();
-        allowed(provider, &namespace, engine)?;
-        let cache_key = cache_key(&namespace, &name);
         let secrets = self.referenced_secrets(provider, &namespace).await?;
         let key = ClientsKey {
             generation: provider.metadata.generation,
@@ -227,6 +232,26 @@ impl ProviderClients {
             secrets.insert(name.to_owned(), secret);
         }
         Ok(secrets)
+    }
+}
+
+/// A provider the guardrails of its namespace let send credentials where it asks.
+struct Admitted {
+    namespace: String,
+    cache_key: String,
+}
+
+impl Admitted {
+    /// Checks `provider` with its namespace's guardrails (`engine`).
+    fn check(provider: &AWSProvider, engine: &Engine) -> Result<Admitted, ReconcileError> {
+        let namespace = provider
+            .namespace()
+            .ok_or(ReconcileError::InvalidObject("namespace"))?;
+        allowed(provider, &namespace, engine)?;
+        Ok(Admitted {
+            cache_key: cache_key(&namespace, &provider.name_any()),
+            namespace,
+        })
     }
 }
 

@@ -33,7 +33,7 @@ use super::model::status::{
     GUARDRAIL_VIOLATION, READY, REASON_GUARDRAIL_VIOLATION, RoleOutcome, add_violation,
     role_status, status_changed,
 };
-use super::service_accounts::{Annotation, ServiceAccounts};
+use super::service_accounts::ServiceAccounts;
 use super::status_patch::write_status;
 use super::stores::{object_key, provider_ready};
 use super::sync::{Deleted, Done, SyncFailure, Synced, delete_role, sync_role};
@@ -245,26 +245,20 @@ impl<'a> RoleObject<'a> {
             .map(|i| i.service_accounts.clone())
             .unwrap_or_default();
         let accounts = ServiceAccounts::new(self.ctx.client.clone(), &self.namespace);
-        for name in annotated(self.role) {
-            if !wanted.contains(&name) {
-                accounts
-                    .release(&name, arn)
-                    .await
-                    .map_err(|e| ReconcileError::kube("release a ServiceAccount annotation", e))?;
-            }
-        }
+        let previously = annotated(self.role);
+        let leaving: Vec<String> = previously
+            .iter()
+            .filter(|name| !wanted.contains(name))
+            .cloned()
+            .collect();
+        accounts
+            .release_all(&leaving, arn)
+            .await
+            .map_err(|e| ReconcileError::kube("release a ServiceAccount annotation", e))?;
         let Some(identity) = identity else {
             return Ok(None);
         };
-        let annotation = match accounts.annotate(&wanted, arn).await {
-            Ok(annotation) => annotation,
-            Err(error) => Annotation {
-                problems: vec![format!(
-                    "the ServiceAccounts could not be annotated: {error}"
-                )],
-                ..Annotation::default()
-            },
-        };
+        let annotation = accounts.annotate(&wanted, arn, &previously).await;
         Ok(Some(WorkloadIdentityStatus {
             trust_policy_hash: Some(trust_policy_hash(trust)),
             assumable_by: assumable_by(identity, &self.namespace),
@@ -329,14 +323,10 @@ impl<'a> RoleObject<'a> {
         else {
             return Ok(());
         };
-        let accounts = ServiceAccounts::new(self.ctx.client.clone(), &self.namespace);
-        for name in annotated(self.role) {
-            accounts
-                .release(&name, arn)
-                .await
-                .map_err(|e| ReconcileError::kube("release a ServiceAccount annotation", e))?;
-        }
-        Ok(())
+        ServiceAccounts::new(self.ctx.client.clone(), &self.namespace)
+            .release_all(&annotated(self.role), arn)
+            .await
+            .map_err(|e| ReconcileError::kube("release a ServiceAccount annotation", e))
     }
 
     /// The one report step: Events, status and log for the outcome; the action for a success, the

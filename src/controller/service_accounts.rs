@@ -25,6 +25,31 @@ pub struct Annotation {
     pub problems: Vec<String>,
 }
 
+impl Annotation {
+    /// Adds what annotating `name` came to.
+    fn record(
+        &mut self,
+        name: &str,
+        result: Result<Option<String>, kube::Error>,
+        previously: &[String],
+    ) {
+        match result {
+            Ok(None) => {
+                self.annotated.insert(name.to_owned());
+            }
+            Ok(Some(problem)) => self.problems.push(problem),
+            Err(error) => {
+                if previously.iter().any(|p| p == name) {
+                    self.annotated.insert(name.to_owned());
+                }
+                self.problems.push(format!(
+                    "ServiceAccount {name} could not be annotated: {error}"
+                ));
+            }
+        }
+    }
+}
+
 /// The ServiceAccounts of one namespace, through patches only.
 pub struct ServiceAccounts {
     api: Api<ServiceAccount>,
@@ -39,23 +64,29 @@ impl ServiceAccounts {
     }
 
     /// Sets the annotation to `arn` on each of `names` where it is absent or already `arn`.
-    /// A missing ServiceAccount or one naming another role is reported, not an error.
-    pub async fn annotate(&self, names: &[String], arn: &str) -> Result<Annotation, kube::Error> {
+    /// A missing ServiceAccount, one naming another role, or a failed call is reported, not an
+    /// error; `previously`: the names annotated before, still remembered when a call fails (their
+    /// annotation may well be there, and releasing it later is conditional anyway).
+    pub async fn annotate(&self, names: &[String], arn: &str, previously: &[String]) -> Annotation {
         let mut outcome = Annotation::default();
         for name in names {
-            match self.annotate_one(name, arn).await? {
-                None => {
-                    outcome.annotated.insert(name.clone());
-                }
-                Some(problem) => outcome.problems.push(problem),
-            }
+            let result = self.annotate_one(name, arn).await;
+            outcome.record(name, result, previously);
         }
-        Ok(outcome)
+        outcome
+    }
+
+    /// Removes the annotation from each of `names` where it still names `arn`.
+    pub async fn release_all(&self, names: &[String], arn: &str) -> Result<(), kube::Error> {
+        for name in names {
+            self.release(name, arn).await?;
+        }
+        Ok(())
     }
 
     /// Removes the annotation from `name` if it still names `arn`; a missing ServiceAccount or an
     /// annotation naming something else is left alone.
-    pub async fn release(&self, name: &str, arn: &str) -> Result<(), kube::Error> {
+    async fn release(&self, name: &str, arn: &str) -> Result<(), kube::Error> {
         let patch = json!([
             {"op": "test", "path": annotation_pointer(), "value": arn},
             {"op": "remove", "path": annotation_pointer()},
@@ -142,6 +173,23 @@ fn annotation_pointer() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_call_keeps_what_was_annotated_before_in_memory() {
+        let failed = || Err(kube::Error::LinesCodecMaxLineLengthExceeded);
+        let previously = ["app".to_owned()];
+        let mut outcome = Annotation::default();
+        outcome.record("app", failed(), &previously);
+        outcome.record("new", failed(), &previously);
+        outcome.record("ok", Ok(None), &previously);
+        outcome.record("taken", Ok(Some("another role".to_owned())), &previously);
+        assert_eq!(
+            outcome.annotated,
+            BTreeSet::from(["app".to_owned(), "ok".to_owned()])
+        );
+        assert_eq!(outcome.problems.len(), 3, "{:?}", outcome.problems);
+        assert!(outcome.problems[0].starts_with("ServiceAccount app could not be annotated"));
+    }
 
     #[test]
     fn the_pointer_escapes_the_slash_of_the_key() {

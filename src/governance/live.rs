@@ -28,6 +28,8 @@ pub struct ClusterGuardrails {
     policies: Store<GuardrailPolicy>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     providers: Store<DynamicObject>,
+    /// The API resource of AWSProviders, for the untyped watch and its lookups.
+    provider_resource: ApiResource,
     builtin: Arc<Engine>,
     /// Every policy parsed and its engine built, once per version; replaced on every change.
     compiled: RwLock<Arc<Vec<Compiled>>>,
@@ -54,12 +56,14 @@ impl ClusterGuardrails {
     pub fn new(client: Client, builtin: Arc<Engine>) -> Arc<Self> {
         let (policies, policy_writer) = reflector::store();
         let (namespaces, namespace_writer) = reflector::store();
-        let provider_writer = reflector::store::Writer::new(provider_resource());
+        let provider_resource = ApiResource::erase::<AWSProvider>(&());
+        let provider_writer = reflector::store::Writer::new(provider_resource.clone());
         let providers = provider_writer.as_reader();
         Arc::new(ClusterGuardrails {
             policies,
             namespaces,
             providers,
+            provider_resource,
             builtin,
             compiled: RwLock::new(Arc::new(Vec::new())),
             changed: Arc::new(Notify::new()),
@@ -113,7 +117,7 @@ impl ClusterGuardrails {
         // Read as untyped objects, so one provider that does not fit the API type cannot stall
         // the watch of all of them.
         let providers = watcher(
-            Api::<DynamicObject>::all_with(self.client.clone(), &provider_resource()),
+            Api::<DynamicObject>::all_with(self.client.clone(), &self.provider_resource),
             watcher::Config::default(),
         )
         .default_backoff()
@@ -134,7 +138,7 @@ impl ClusterGuardrails {
     pub fn provider(&self, namespace: &str, name: &str) -> Option<ProviderFacts> {
         let object = self
             .providers
-            .get(&ObjectRef::new_with(name, provider_resource()).within(namespace))?;
+            .get(&ObjectRef::new_with(name, self.provider_resource.clone()).within(namespace))?;
         let text = |pointer: &str| {
             object
                 .data
@@ -144,9 +148,9 @@ impl ClusterGuardrails {
         };
         Some(ProviderFacts {
             name: name.to_owned(),
-            oidc_issuer: text("/spec/cluster/oidcIssuer"),
-            account_id: text("/status/accountID").filter(|a| !a.is_empty()),
-            region: text("/spec/region").unwrap_or_default(),
+            oidc_issuer: text(ISSUER),
+            account_id: text(ACCOUNT).filter(|a| !a.is_empty()),
+            region: text(REGION).unwrap_or_default(),
         })
     }
 
@@ -264,24 +268,35 @@ impl ClusterGuardrails {
     }
 }
 
-/// The API resource of AWSProviders, for the untyped watch.
-fn provider_resource() -> ApiResource {
-    ApiResource::erase::<AWSProvider>(&())
-}
+/// Where a watched AWSProvider holds what [`ClusterGuardrails::provider`] reads.
+const REGION: &str = "/spec/region";
+const ISSUER: &str = "/spec/cluster/oidcIssuer";
+const ACCOUNT: &str = "/status/accountID";
 
 /// Keeps of a watched AWSProvider only what [`ClusterGuardrails::provider`] reads.
 fn reduce_provider(object: &mut DynamicObject) {
     object.metadata.managed_fields = None;
     object.metadata.annotations = None;
     object.metadata.labels = None;
-    let kept = |pointer: &str| object.data.pointer(pointer).cloned().unwrap_or(Value::Null);
-    object.data = json!({
-        "spec": {
-            "region": kept("/spec/region"),
-            "cluster": {"oidcIssuer": kept("/spec/cluster/oidcIssuer")},
-        },
-        "status": {"accountID": kept("/status/accountID")},
-    });
+    let mut kept = Value::Null;
+    for pointer in [REGION, ISSUER, ACCOUNT] {
+        if let Some(value) = object.data.pointer(pointer) {
+            set_pointer(&mut kept, pointer, value.clone());
+        }
+    }
+    object.data = kept;
+}
+
+/// Sets `value` at `pointer` (of plain object keys) in `target`, making the objects on the way.
+fn set_pointer(target: &mut Value, pointer: &str, value: Value) {
+    let mut at = target;
+    for key in pointer.split('/').skip(1) {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        at = &mut at[key];
+    }
+    *at = value;
 }
 
 /// One policy as governance uses it: its selector parsed and its engine built, for one version.
@@ -383,6 +398,29 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_watched_provider_keeps_only_region_issuer_and_account() {
+        let mut provider = DynamicObject::new("aws", &ApiResource::erase::<AWSProvider>(&()))
+            .within("team-a")
+            .data(json!({
+                "spec": {"region": "us-east-1", "endpoint": "http://x", "defaultTags": {"k": "v".repeat(100_000)},
+                         "cluster": {"oidcIssuer": "https://oidc.example.com/id/A"}},
+                "status": {"accountID": "123456789012", "conditions": [{"message": "m".repeat(100_000)}]},
+            }));
+        provider.metadata.annotations = Some([("a".to_owned(), "b".repeat(100_000))].into());
+        reduce_provider(&mut provider);
+        assert_eq!(
+            provider.data,
+            json!({"spec": {"region": "us-east-1", "cluster": {"oidcIssuer": "https://oidc.example.com/id/A"}},
+                   "status": {"accountID": "123456789012"}})
+        );
+        assert_eq!(provider.metadata.annotations, None);
+        let mut bare = DynamicObject::new("aws", &ApiResource::erase::<AWSProvider>(&()))
+            .data(json!({"spec": {"region": "eu-west-1"}}));
+        reduce_provider(&mut bare);
+        assert_eq!(bare.data, json!({"spec": {"region": "eu-west-1"}}));
+    }
     use crate::api::GuardrailPolicySpec;
     use crate::guardrails::Config;
 

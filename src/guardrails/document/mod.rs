@@ -58,17 +58,6 @@ impl PolicyChecker {
         })
     }
 
-    /// Checks a role's trust policy found at `path`; says who may assume the role.
-    pub fn check_trust(
-        &self,
-        text: &str,
-        path: &FieldPath,
-        config: &Config,
-        out: &mut Vec<Finding>,
-    ) -> TrustedBy {
-        self.check_effective_trust(Some(text), path, None, config, out)
-    }
-
     /// Checks a role's effective trust policy: the spec's document (`given`, at `path`) and the
     /// statements generated for it (`generated`, a document of its own at its path), each with every
     /// trust rule, and the size quota on both together (as IAM will hold them).
@@ -213,6 +202,17 @@ impl PolicyChecker {
 
 #[cfg(test)]
 impl PolicyChecker {
+    /// Checks a role's trust policy found at `path` alone; says who may assume the role.
+    pub fn check_trust(
+        &self,
+        text: &str,
+        path: &FieldPath,
+        config: &Config,
+        out: &mut Vec<Finding>,
+    ) -> TrustedBy {
+        self.check_effective_trust(Some(text), path, None, config, out)
+    }
+
     /// Every finding of `documents` as the permission policies of a role trusted by `trusted_by`.
     pub fn permission_findings(
         &self,
