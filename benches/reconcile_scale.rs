@@ -45,6 +45,8 @@ use tokio::runtime::Runtime;
 
 /// Namespace of every object.
 const NS: &str = "default";
+/// Namespace of the operator's leader Lease (the one its RBAC allows).
+const LEASE_NS: &str = "infra-operator-system";
 /// The provider of the N roles.
 const PROVIDER: &str = "localstack";
 /// The provider the M cached roles reference; never created.
@@ -380,7 +382,7 @@ fn run(settings: &Settings) -> anyhow::Result<()> {
             [
                 "run",
                 "--lease-namespace",
-                NS,
+                LEASE_NS,
                 "--identity",
                 "scale-bench",
                 "--concurrency",

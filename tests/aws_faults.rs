@@ -1,5 +1,6 @@
 //! The AWS layer and `sync_role` against moto behind the fault-injecting proxy: each fault alone
-//! (throttling, HTTP 500 and 503, connection resets, latency, `NoSuchEntity` right after
+//! (throttling, HTTP 500 and 503, connection resets, an answer lost after the call was done, latency,
+//! `NoSuchEntity` right after
 //! CreateRole, "Invalid principal" for a principal created moments ago) surfaces with its reason as
 //! a `Retry::Backoff` error and the role converges once the fault stops; and the account's rate
 //! limiter holds its rate as counted at the proxy, shared by two providers of one account.
@@ -14,7 +15,7 @@ use infra_operator::aws::{
 };
 use infra_operator::controller::model::error::Retry;
 use infra_operator::controller::model::plan::{Intent, Memory};
-use infra_operator::controller::sync::{Synced, sync_role};
+use infra_operator::controller::sync::{Done, Synced, sync_role};
 use infra_operator::iam::{DesiredRole, OWNER_TAG_KEY};
 use local_stack::{Fault, FaultProxy, Moto, OUTCOME_OK, Rule, Tools};
 use tempfile::TempDir;
@@ -248,6 +249,32 @@ async fn connection_resets_are_unreachable_and_converge() {
 }
 
 #[tokio::test]
+async fn a_create_whose_answer_is_lost_converges_on_the_one_role() {
+    let bench = Bench::start(20.0, 40);
+    // CreateRole happens, but its answer never arrives: the retry finds the role taken, and the
+    // role is recognised by its owner tag and completed instead of created again.
+    bench
+        .proxy
+        .set_rules([Rule::new(Fault::LostAnswer).on("CreateRole").times(1)]);
+    let iam = bench.iam().await;
+    let role = desired("lost-answer", TRUST);
+    let (synced, failures) = converge(&iam, &role).await;
+    assert!(
+        failures.iter().all(|(_, retry)| *retry == Retry::Backoff),
+        "{failures:?}"
+    );
+    assert_converged(&iam, &role).await;
+    assert_eq!(bench.proxy.count("CreateRole", "LostAnswer"), 1);
+    assert_eq!(bench.proxy.count("CreateRole", OUTCOME_OK), 0);
+    assert_eq!(bench.proxy.count("CreateRole", "EntityAlreadyExists"), 1);
+    assert!(
+        !matches!(synced.done, Done::Created(_)),
+        "the role was not created twice: {:?}",
+        synced.done
+    );
+}
+
+#[tokio::test]
 async fn latency_slows_but_does_not_fail() {
     let bench = Bench::start(20.0, 40);
     bench
@@ -332,6 +359,7 @@ async fn retries_inside_a_call_take_tokens_too() {
         .proxy
         .set_rules([Rule::new(Fault::Status(500)).on("GetRole").every(2)]);
     bench.proxy.clear_calls();
+    let started = Instant::now();
     let mut readers = Vec::new();
     for reader in 0..READERS {
         let iam = clients.iam();
@@ -345,21 +373,30 @@ async fn retries_inside_a_call_take_tokens_too() {
     for reader in readers {
         reader.await.expect("reads finish");
     }
+    let elapsed = started.elapsed();
     let calls = bench.proxy.calls();
     let retries = bench.attempts("GetRole", Attempt::Retry);
     assert!(retries >= READERS * READS / 4, "{retries} retries");
     assert_eq!(calls.len(), READERS * READS + retries);
-    for window in [Duration::from_secs(1), Duration::from_secs(2)] {
-        // A retry is paid by the calls after it: at most one unpaid retry per reader at a time,
-        // and three calls of slack for the scheduling.
-        let limit = (RATE * window.as_secs_f64()).ceil() as usize + BURST as usize + READERS + 3;
-        let seen = busiest(&calls, window);
-        eprintln!("at most {seen} attempts within {window:?} (limit {limit}), {retries} retries");
-        assert!(
-            seen <= limit,
-            "{seen} attempts within {window:?} (limit {limit})"
-        );
-    }
+    // Every attempt took a token: the run lasted as long as the rate needs for all of them (the
+    // last unpaid retries aside), not only for the first attempts. Arrival times do not matter
+    // here, so this holds however the machine schedules the threads.
+    let paid = (calls.len() - READERS) as f64 - f64::from(BURST);
+    assert!(
+        elapsed.as_secs_f64() >= paid / RATE * 0.95,
+        "{} attempts in {elapsed:?} at {RATE} a second",
+        calls.len()
+    );
+    // A retry is paid by the calls after it: at most one unpaid retry per reader at a time, and
+    // half a second of calls of slack for arrival times bunched by the scheduling.
+    let window = Duration::from_secs(4);
+    let limit = (RATE * (window.as_secs_f64() + 0.5)).ceil() as usize + BURST as usize + READERS;
+    let seen = busiest(&calls, window);
+    eprintln!("at most {seen} attempts within {window:?} (limit {limit}), {retries} retries");
+    assert!(
+        seen <= limit,
+        "{seen} attempts within {window:?} (limit {limit})"
+    );
 }
 
 #[tokio::test]

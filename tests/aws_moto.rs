@@ -3,6 +3,9 @@
 //! `Change`, pagination of every list, error mapping and the deletion path. Each test starts its
 //! own moto (stopped when dropped) and is bounded by a timeout.
 
+#[path = "support/moto.rs"]
+mod moto;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
@@ -128,20 +131,6 @@ fn minimal_role(name: &str) -> CreateRole {
         permissions_boundary: None,
         tags: BTreeMap::from([(OWNER_TAG_KEY.to_owned(), "apps/minimal".to_owned())]),
     }
-}
-
-/// A raw IAM client for what the AWS layer does not do itself (instance profiles).
-fn raw_iam(endpoint: &str) -> aws_sdk_iam::Client {
-    let config = aws_sdk_iam::Config::builder()
-        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
-        .region(aws_sdk_iam::config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_iam::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_iam::Client::from_conf(config)
 }
 
 fn json(text: &str) -> serde_json::Value {
@@ -627,7 +616,7 @@ async fn deletion_removes_the_role_from_instance_profiles_first() {
         ] {
             api.apply(name, &change).await.expect("apply");
         }
-        let raw = raw_iam(&endpoint);
+        let raw = moto::raw_iam(&endpoint);
         raw.create_instance_profile()
             .instance_profile_name("node-profile")
             .send()

@@ -16,8 +16,6 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use infra_operator::api::{AWSProvider, FINALIZER, IAMRole};
 use infra_operator::aws::{AwsClients, IamApi, is_write};
 use infra_operator::iam::ObservedRole;
@@ -1487,19 +1485,7 @@ fn the_reconciler_makes_iam_match_on_a_real_api_server_and_moto() {
     let iam = rt
         .block_on(AwsClients::new(&moto::moto_settings(&moto), None))
         .iam();
-    let raw_iam = aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&moto)
-            .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
-            .http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-                    .build_https(),
-            )
-            .build(),
-    );
+    let raw_iam = moto::raw_iam(&moto);
     let mut world = World {
         rt,
         stack,

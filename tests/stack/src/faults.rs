@@ -5,6 +5,9 @@
 //! policy" for a trust policy naming a role created moments ago. Every call is counted by action
 //! (the `Action` field of the query-protocol body) and outcome, with its time. Runs an HTTP/1
 //! server and client on a thread of its own (network I/O), stopped when the proxy is dropped.
+//!
+//! The eventual-consistency windows can be limited to one created role in N
+//! ([`FaultProxy::consistency_one_role_in`]), so that a long run sees them at a chosen rate.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,8 +38,11 @@ pub enum Fault {
     Throttling,
     /// This HTTP status (500, 503, …) with an IAM error body.
     Status(u16),
-    /// The connection is reset (TCP RST) without an answer.
+    /// The connection is reset (TCP RST) without an answer; nothing reaches moto.
     Reset,
+    /// The call is forwarded to moto and done, then the connection is reset instead of answered:
+    /// the caller cannot tell whether it happened.
+    LostAnswer,
     /// The call is forwarded after this delay.
     Latency(Duration),
 }
@@ -48,6 +54,7 @@ impl Fault {
             Fault::Throttling => "Throttling".to_owned(),
             Fault::Status(status) => status.to_string(),
             Fault::Reset => "Reset".to_owned(),
+            Fault::LostAnswer => "LostAnswer".to_owned(),
             Fault::Latency(_) => "Latency".to_owned(),
         }
     }
@@ -119,13 +126,21 @@ struct State {
     rules: Vec<ActiveRule>,
     missing_after_create: Option<Duration>,
     new_principals_invalid: Option<Duration>,
+    /// Only one role in this many created is subject to the two windows above (1: every role).
+    consistency_one_in: u32,
+    /// Roles created through the proxy so far (successful CreateRole calls).
+    created_count: u64,
     created: HashMap<String, Instant>,
     calls: Vec<Call>,
 }
 
 /// What to do with one request.
 enum Decision {
-    Forward(Option<Duration>),
+    /// Forward, after this delay; then reset the connection instead of answering when `lost`.
+    Forward {
+        delay: Option<Duration>,
+        lost: bool,
+    },
     Answer(Fault),
     NoSuchEntity(String),
     InvalidPrincipal(String),
@@ -169,11 +184,33 @@ impl State {
             }
             active.injected += 1;
             return match active.rule.fault {
-                Fault::Latency(delay) => Decision::Forward(Some(delay)),
+                Fault::Latency(delay) => Decision::Forward {
+                    delay: Some(delay),
+                    lost: false,
+                },
+                Fault::LostAnswer => Decision::Forward {
+                    delay: None,
+                    lost: true,
+                },
                 fault => Decision::Answer(fault),
             };
         }
-        Decision::Forward(None)
+        Decision::Forward {
+            delay: None,
+            lost: false,
+        }
+    }
+
+    /// Records a successful CreateRole of `role` at `at`, subject to the consistency windows when
+    /// it is one of the sampled roles.
+    fn created(&mut self, role: &str, at: Instant) {
+        self.created_count += 1;
+        if self
+            .created_count
+            .is_multiple_of(u64::from(self.consistency_one_in.max(1)))
+        {
+            self.created.insert(role.to_owned(), at);
+        }
     }
 }
 
@@ -201,7 +238,10 @@ impl FaultProxy {
             .enable_all()
             .build()
             .map_err(|e| StackError::io("start the fault proxy's runtime", e))?;
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            consistency_one_in: 1,
+            ..State::default()
+        }));
         let (stop, stopped) = oneshot::channel();
         let shared = Arc::clone(&state);
         let upstream = SocketAddr::from(([127, 0, 0, 1], upstream_port));
@@ -252,6 +292,12 @@ impl FaultProxy {
     /// than `window` ago; `None` stops it.
     pub fn invalid_new_principals(&self, window: Option<Duration>) {
         self.state().new_principals_invalid = window;
+    }
+
+    /// Limits the eventual-consistency windows to one role in `n` created from now on (the n-th,
+    /// the 2n-th, …); 1 (the default) subjects every role to them.
+    pub fn consistency_one_role_in(&self, n: u32) {
+        self.state().consistency_one_in = n.max(1);
     }
 
     /// Every call seen, in order of arrival.
@@ -333,7 +379,9 @@ async fn serve(
     }
 }
 
-/// Answers one request: forwarded, or a fault.
+/// Answers one request: forwarded, or a fault. Once read, the request is decided, forwarded and
+/// recorded in a task of its own, so that a client gone meanwhile (a process killed) does not
+/// leave a call done at moto unrecorded.
 async fn handle(
     request: Request<Incoming>,
     upstream: SocketAddr,
@@ -348,6 +396,28 @@ async fn handle(
         .await
         .map_err(std::io::Error::other)?
         .to_bytes();
+    let read = Read { parts, body, at };
+    tokio::spawn(answer(read, upstream, state, socket, number))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// A request read to its end, and when it arrived.
+struct Read {
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+    at: Instant,
+}
+
+/// Decides, forwards and records one request.
+async fn answer(
+    read: Read,
+    upstream: SocketAddr,
+    state: Arc<Mutex<State>>,
+    socket: Arc<OwnedFd>,
+    number: u64,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let Read { parts, body, at } = read;
     let form = parse_form(&body);
     let action = form
         .get("Action")
@@ -362,16 +432,11 @@ async fn handle(
         });
     };
     let request_id = format!("fault-proxy-{number}");
-    let delay = match decision {
-        Decision::Forward(delay) => delay,
+    let (delay, lost) = match decision {
+        Decision::Forward { delay, lost } => (delay, lost),
         Decision::Answer(Fault::Reset) => {
             record(Fault::Reset.outcome());
-            // Closing a socket that lingers zero seconds sends a RST.
-            socket2::SockRef::from(socket.as_ref()).set_linger(Some(Duration::ZERO))?;
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "injected reset",
-            ));
+            return Err(reset(&socket)?);
         }
         Decision::Answer(fault) => {
             record(fault.outcome());
@@ -423,10 +488,24 @@ async fn handle(
         && outcome == OUTCOME_OK
         && let Some(role) = form.get("RoleName")
     {
-        lock(&state).created.insert(role.clone(), Instant::now());
+        lock(&state).created(role, Instant::now());
+    }
+    if lost {
+        record(Fault::LostAnswer.outcome());
+        return Err(reset(&socket)?);
     }
     record(outcome);
     Ok(response.into_response())
+}
+
+/// Makes the connection end with a RST (a socket that lingers zero seconds sends one when closed)
+/// and returns the error that closes it.
+fn reset(socket: &OwnedFd) -> Result<std::io::Error, std::io::Error> {
+    socket2::SockRef::from(socket).set_linger(Some(Duration::ZERO))?;
+    Ok(std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "injected reset",
+    ))
 }
 
 /// A response read to its end.
@@ -580,15 +659,21 @@ mod tests {
         assert_eq!(injected, [false, true, false, true, false, false]);
         assert!(matches!(
             state.decide("TagRole", &form, now),
-            Decision::Forward(None)
+            Decision::Forward {
+                delay: None,
+                lost: false
+            }
         ));
     }
 
     #[test]
     fn new_roles_are_missing_then_found_and_invalid_as_principals() {
-        let mut state = State::default();
+        let mut state = State {
+            consistency_one_in: 1,
+            ..State::default()
+        };
         let t0 = Instant::now();
-        state.created.insert("app".to_owned(), t0);
+        state.created("app", t0);
         state.missing_after_create = Some(Duration::from_secs(2));
         state.new_principals_invalid = Some(Duration::from_secs(5));
         let get = HashMap::from([("RoleName".to_owned(), "app".to_owned())]);
@@ -598,7 +683,7 @@ mod tests {
         ));
         assert!(matches!(
             state.decide("GetRole", &get, t0 + Duration::from_secs(2)),
-            Decision::Forward(None)
+            Decision::Forward { delay: None, .. }
         ));
         let trust = HashMap::from([
             ("RoleName".to_owned(), "consumer".to_owned()),
@@ -613,7 +698,48 @@ mod tests {
         ));
         assert!(matches!(
             state.decide("CreateRole", &trust, t0 + Duration::from_secs(5)),
-            Decision::Forward(None)
+            Decision::Forward { delay: None, .. }
+        ));
+    }
+
+    #[test]
+    fn consistency_windows_can_sample_the_roles() {
+        let mut state = State {
+            consistency_one_in: 3,
+            missing_after_create: Some(Duration::from_secs(2)),
+            ..State::default()
+        };
+        let t0 = Instant::now();
+        let missing: Vec<bool> = (0..6)
+            .map(|i| {
+                let name = format!("role-{i}");
+                state.created(&name, t0);
+                let get = HashMap::from([("RoleName".to_owned(), name)]);
+                matches!(
+                    state.decide("GetRole", &get, t0 + Duration::from_secs(1)),
+                    Decision::NoSuchEntity(_)
+                )
+            })
+            .collect();
+        assert_eq!(missing, [false, false, true, false, false, true]);
+    }
+
+    #[test]
+    fn a_lost_answer_is_forwarded() {
+        let mut state = State {
+            rules: vec![ActiveRule {
+                rule: Rule::new(Fault::LostAnswer).on("CreateRole"),
+                matched: 0,
+                injected: 0,
+            }],
+            ..State::default()
+        };
+        assert!(matches!(
+            state.decide("CreateRole", &HashMap::new(), Instant::now()),
+            Decision::Forward {
+                delay: None,
+                lost: true
+            }
         ));
     }
 }
