@@ -2,11 +2,13 @@
 //! certificate reload, bounded under hostile input.
 //!
 //! This file holds the webhook's router and handlers (no I/O beyond answering the request); the
-//! pure review logic is in [`review`], [`mutate`] and [`response`], body reception in [`body`], the
-//! off-worker checks in [`checks`], serving in [`server`], certificates in [`tls`].
+//! pure review logic is in [`envelope`] (reading the body), [`review`], [`mutate`] and [`response`],
+//! body reception in [`body`], the off-worker checks in [`checks`], serving in [`server`],
+//! certificates in [`tls`].
 
 pub mod body;
 pub mod checks;
+pub mod envelope;
 pub mod limits;
 pub mod metrics;
 pub mod mutate;

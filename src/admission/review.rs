@@ -1,16 +1,18 @@
 //! One AdmissionReview in, one [`Verdict`] out: reads the request, runs the guardrail engine
 //! (validate) or computes the defaults patch (mutate), and decides the response. Pure.
 //!
-//! The object under review is taken from the request as raw JSON, exactly as the API server sent it,
-//! so the engine (not the envelope parser) judges its shape; only the envelope must be a well-formed
+//! The body is read in one pass ([`super::envelope`]): the object under review is taken as raw JSON,
+//! as the API server sent it but for its managed fields and last-applied annotation, so the engine
+//! (not the envelope parser) judges its shape; only the envelope must be a well-formed
 //! `admission.k8s.io` AdmissionReview.
 
 use std::time::Duration;
 
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use kube::core::admission::Operation;
 use serde::Deserialize;
 use serde_json::Value;
+
+use super::envelope::{self, Envelope};
 
 use super::mutate::defaults_patch;
 use super::response::{MAX_MESSAGE_BYTES, Verdict, bounded_join};
@@ -97,17 +99,16 @@ pub fn answer(
     body: &[u8],
 ) -> Result<Answer, ReviewError> {
     let reviewed = parse(body)?;
-    let request = &reviewed.request;
     let kind = reviewed.kind();
     let object_name = reviewed.object_name();
-    let mut verdict = Verdict::allow(request.uid.clone());
+    let mut verdict = Verdict::allow(reviewed.uid.clone());
     let mut denied_rules = Vec::new();
     let object = match kind {
         Some(_) => reviewed.object_to_review()?,
         None => None,
     };
     // The stored object, on UPDATE only.
-    let old = match request.operation {
+    let old = match reviewed.operation {
         Operation::Update => reviewed.old_object.as_ref(),
         _ => None,
     };
@@ -140,7 +141,7 @@ pub fn answer(
                 };
                 let mut findings =
                     engine.check_with_provider(kind, &object, old, provider.as_ref());
-                if request.operation == Operation::Update && old.is_none() {
+                if reviewed.operation == Operation::Update && old.is_none() {
                     findings.push(no_stored_object());
                 }
                 judge(&mut verdict, kind, &object_name, &findings);
@@ -162,7 +163,7 @@ pub fn answer(
     }
     Ok(Answer {
         kind: kind.map_or("other", Kind::as_str),
-        operation: operation_name(&request.operation),
+        operation: operation_name(&reviewed.operation),
         denied_rules,
         object: object_name,
         verdict,
@@ -231,50 +232,53 @@ fn judge(verdict: &mut Verdict, kind: Kind, object: &str, findings: &[Finding]) 
     verdict.refuse(DENIAL_CODE, DENIAL_REASON, message);
 }
 
-/// A parsed review: the envelope through kube's types, the objects as raw JSON.
-struct Reviewed {
-    request: AdmissionRequest<DynamicObject>,
+/// A parsed review: the request's fields a decision reads, the objects as lean JSON.
+struct Reviewed<'b> {
+    uid: String,
+    kind: envelope::GroupVersionKind<'b>,
+    sub_resource: Option<std::borrow::Cow<'b, str>>,
+    operation: Operation,
+    namespace: Option<std::borrow::Cow<'b, str>>,
+    name: std::borrow::Cow<'b, str>,
     object: Option<Value>,
     old_object: Option<Value>,
 }
 
-fn parse(body: &[u8]) -> Result<Reviewed, ReviewError> {
-    let mut value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
-    let mut take = |pointer: &str| {
-        value
-            .pointer_mut(pointer)
-            .map(Value::take)
-            .filter(|object| !object.is_null())
-    };
-    let object = take("/request/object");
-    let old_object = take("/request/oldObject");
-    let review: AdmissionReview<DynamicObject> =
-        serde_json::from_value(value).map_err(|e| ReviewError::NotAReview(e.to_string()))?;
-    if review.types.kind != ADMISSION_KIND || !review.types.api_version.starts_with(ADMISSION_GROUP)
-    {
+fn parse(body: &[u8]) -> Result<Reviewed<'_>, ReviewError> {
+    let review: Envelope<'_> = envelope::parse(body).map_err(|e| {
+        if envelope::not_json(&e) {
+            ReviewError::NotJson(e)
+        } else {
+            ReviewError::NotAReview(e.to_string())
+        }
+    })?;
+    if review.kind != ADMISSION_KIND || !review.api_version.starts_with(ADMISSION_GROUP) {
         return Err(ReviewError::NotAReview(format!(
             "apiVersion `{}` kind `{}`",
-            review.types.api_version, review.types.kind
+            review.api_version, review.kind
         )));
     }
-    let request = review.try_into().map_err(|_| ReviewError::NoRequest)?;
+    let request = review.request.ok_or(ReviewError::NoRequest)?;
+    let lean = |object: Option<envelope::ReviewedObject>| {
+        object.map(|o| o.0).filter(|object| !object.is_null())
+    };
     Ok(Reviewed {
-        request,
-        object,
-        old_object,
+        uid: request.uid,
+        kind: request.kind,
+        sub_resource: request.sub_resource,
+        operation: request.operation,
+        namespace: request.namespace,
+        name: request.name,
+        object: lean(request.object),
+        old_object: lean(request.old_object),
     })
 }
 
-impl Reviewed {
+impl Reviewed<'_> {
     /// Our kind, when the request is about one of ours (and not about a subresource such as status).
     fn kind(&self) -> Option<Kind> {
-        let gvk = &self.request.kind;
-        if self
-            .request
-            .sub_resource
-            .as_deref()
-            .is_some_and(|s| !s.is_empty())
-        {
+        let gvk = &self.kind;
+        if self.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
             return None;
         }
         Kind::from_type(&format!("{}/{}", gvk.group, gvk.version), &gvk.kind)
@@ -283,14 +287,14 @@ impl Reviewed {
     /// The object to check or default: present on CREATE and UPDATE, except on an UPDATE of an object
     /// already being deleted (so removing a finalizer is never refused). `None` means allow as is.
     fn object_to_review(&self) -> Result<Option<&Value>, ReviewError> {
-        match self.request.operation {
+        match self.operation {
             Operation::Create | Operation::Update => {}
             Operation::Delete | Operation::Connect => return Ok(None),
         }
         let Some(object) = self.object.as_ref() else {
             return Err(ReviewError::NoObject {
-                operation: operation_name(&self.request.operation),
-                uid: self.request.uid.clone(),
+                operation: operation_name(&self.operation),
+                uid: self.uid.clone(),
             });
         };
         let deleting = object
@@ -301,8 +305,7 @@ impl Reviewed {
 
     /// The namespace of the request, or else of the object.
     fn namespace(&self) -> Option<&str> {
-        self.request
-            .namespace
+        self.namespace
             .as_deref()
             .filter(|n| !n.is_empty())
             .or_else(|| {
@@ -316,7 +319,7 @@ impl Reviewed {
     /// `object` with the request's namespace in its metadata (the namespace the guardrails read),
     /// copied only when it does not say so already.
     fn with_namespace<'o>(&self, object: &'o Value) -> std::borrow::Cow<'o, Value> {
-        let Some(namespace) = self.request.namespace.as_deref().filter(|n| !n.is_empty()) else {
+        let Some(namespace) = self.namespace.as_deref().filter(|n| !n.is_empty()) else {
             return std::borrow::Cow::Borrowed(object);
         };
         if object
@@ -344,15 +347,15 @@ impl Reviewed {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
-        let name = Some(self.request.name.clone())
+        let name = Some(self.name.to_string())
             .filter(|n| !n.is_empty())
             .or_else(|| from_object("name"))
             .or_else(|| from_object("generateName").map(|prefix| format!("{prefix}*")))
             .unwrap_or_else(|| "(unnamed)".to_owned());
         let namespace = self
-            .request
             .namespace
-            .clone()
+            .as_deref()
+            .map(str::to_owned)
             .filter(|n| !n.is_empty())
             .or_else(|| from_object("namespace"));
         match namespace {
@@ -453,6 +456,37 @@ mod tests {
         judge(&mut allowed, Kind::IAMRole, "default/foo", &[warn]);
         assert!(allowed.allowed());
         assert_eq!(allowed.warnings.len(), 1);
+    }
+
+    #[test]
+    fn what_kubectl_and_the_api_server_add_changes_no_answer() {
+        let spec = json!({
+            "roleName": "app", "providerRef": {"name": "p"},
+            "assumeRolePolicyDocument": "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"sts:AssumeRole\"}]}",
+            "maxSessionDuration": 99
+        });
+        let plain = json!({"metadata": {"name": "foo", "namespace": "default"}, "spec": spec});
+        let mut applied = plain.clone();
+        applied["metadata"]["managedFields"] = json!([{
+            "manager": "kubectl-client-side-apply", "operation": "Update",
+            "fieldsV1": {"f:spec": {"f:roleName": {}, "f:maxSessionDuration": {}}}
+        }]);
+        applied["metadata"]["annotations"] = json!({
+            crate::admission::envelope::LAST_APPLIED_ANNOTATION: plain.to_string()
+        });
+        let engine = engine();
+        for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
+            let answered = |object: &Value| {
+                let body = review("CREATE", iamrole_kind(), object.clone(), json!(null));
+                answer(&engine, endpoint, &body).unwrap().verdict
+            };
+            let (plain, applied) = (answered(&plain), answered(&applied));
+            assert_eq!(plain, applied, "{endpoint:?}");
+            if endpoint == Endpoint::Validate {
+                let message = plain.refusal.expect("refused").message;
+                assert!(message.contains("spec.maxSessionDuration"), "{message}");
+            }
+        }
     }
 
     #[test]

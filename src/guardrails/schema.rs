@@ -40,6 +40,10 @@ impl ObjectSchemas {
             Kind::AWSProvider => &self.provider,
             Kind::GuardrailPolicy => &self.policy,
         };
+        // The common case, a fitting object, without building any error.
+        if schema.validator.is_valid(object) {
+            return;
+        }
         for error in schema.validator.iter_errors(object) {
             schema.report(&error, out);
         }
