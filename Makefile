@@ -10,7 +10,7 @@ KUBE_VERSION ?= v1.34.4
 export INFRA_OPERATOR_CACHE := $(CACHE)
 export KUBE_VERSION
 
-.PHONY: build test unit fmt fmt-check lint crds run tools bench bench-scale clean
+.PHONY: build test unit fmt fmt-check lint crds run tools bench bench-scale bench-floor bench-soak clean
 
 build:
 	$(CARGO) build --release
@@ -59,9 +59,20 @@ bench:
 	$(CARGO) bench --bench guardrails -- --warm-up-time 1 --measurement-time 3
 	$(CARGO) bench --bench webhook_load -- --quick
 
+# The webhook beside a TLS floor with the same TLS and HTTP settings, each pinned to CPU 0, loaded by
+# vegeta (built once from the Go module proxy) on CPU 1; about 2 minutes (FLOOR_SECONDS, FLOOR_REPEATS).
+bench-floor:
+	$(CARGO) bench --bench admission_floor
+
 # The reconciler at scale on the local stack (SCALE_ROLES, SCALE_CACHED, SCALE_CONCURRENCY); minutes.
 bench-scale: tools
 	$(CARGO) bench --bench reconcile_scale
+
+# 2,000 roles created, updated and deleted behind the fault-injecting IAM proxy, without and with
+# faults and SIGKILLs (SOAK_ROLES, SOAK_RATE, SOAK_BURST, SOAK_CONCURRENCY, SOAK_KILLS, SOAK_SEED);
+# tens of minutes.
+bench-soak: tools
+	$(CARGO) bench --bench iam_soak
 
 clean:
 	$(CARGO) clean

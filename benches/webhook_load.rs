@@ -54,6 +54,8 @@ use tokio::runtime::Runtime;
 use tokio::sync::{Mutex, mpsc};
 use tokio_rustls::TlsConnector;
 
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "webhook_load/hostile_mix.rs"]
 mod hostile_mix;
 #[path = "webhook_load/separate.rs"]

@@ -4,7 +4,7 @@
 //! webhook uses the committed default guardrails (`--guardrails policies/guardrails.yaml`) and the
 //! certificates of a temporary directory; it is stopped with SIGTERM at the end.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use infra_operator::certs::write_certs;
 
+use super::cpu::{free_address, pin_current_thread};
 use super::hostile_mix::{self, Measured, Worst};
 use super::{CLIENT_THREAD, Clients, Settings, Workload, roots, runtime};
 
@@ -107,25 +108,5 @@ fn stop(mut webhook: Child) -> anyhow::Result<()> {
         libc::kill(pid, libc::SIGTERM);
     }
     webhook.wait().context("wait for the webhook to stop")?;
-    Ok(())
-}
-
-/// A free port on 127.0.0.1 (bound and released; the webhook binds it a moment later).
-fn free_address() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("find a free port")?;
-    listener.local_addr().context("free port")
-}
-
-/// Pins the calling thread (and the threads it starts later) to one CPU.
-fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
-    // SAFETY: the set is a plain bit mask initialised here; `sched_setaffinity` with pid 0 changes
-    // only the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
     Ok(())
 }

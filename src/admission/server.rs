@@ -179,8 +179,9 @@ impl BoundWebhook {
     }
 }
 
-/// hyper's settings for both protocols.
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+/// hyper's settings for both protocols (public so that a benchmark's reference server can use the
+/// same ones).
+pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -1,0 +1,113 @@
+//! A small HTTPS client for the checks around the load: every review of the corpus sent once over
+//! one keep-alive HTTP/1.1 connection (TLS with the run's CA, rustls with ring), every answer
+//! checked. Network I/O on 127.0.0.1; reads the CA file.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Bytes;
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::corpus::{Corpus, Endpoint};
+
+/// Longest wait for all the answers of one pass.
+const PASS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends every review of `corpus` to `endpoint` of the server at `addr` and checks every answer;
+/// returns the TLS parameters negotiated.
+pub fn check_each(
+    addr: SocketAddr,
+    ca: &Path,
+    corpus: &Corpus,
+    endpoint: Endpoint,
+) -> anyhow::Result<String> {
+    let tls = Arc::new(tls_config(ca)?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("client runtime")?;
+    runtime.block_on(async {
+        tokio::time::timeout(PASS_TIMEOUT, pass(addr, tls, corpus, endpoint))
+            .await
+            .unwrap_or_else(|_| bail!("no answers within {PASS_TIMEOUT:?}"))
+    })
+}
+
+async fn pass(
+    addr: SocketAddr,
+    tls: Arc<ClientConfig>,
+    corpus: &Corpus,
+    endpoint: Endpoint,
+) -> anyhow::Result<String> {
+    let tcp = TcpStream::connect(addr).await.context("connect")?;
+    tcp.set_nodelay(true)?;
+    let stream = TlsConnector::from(tls)
+        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+        .await
+        .context("TLS handshake")?;
+    let session = stream.get_ref().1;
+    let negotiated = format!(
+        "{}, {}, {}",
+        session
+            .protocol_version()
+            .map_or_else(|| "?".to_owned(), |v| format!("{v:?}")),
+        session
+            .negotiated_cipher_suite()
+            .map_or_else(|| "?".to_owned(), |s| format!("{:?}", s.suite())),
+        session
+            .negotiated_key_exchange_group()
+            .map_or_else(|| "?".to_owned(), |g| format!("{:?}", g.name())),
+    );
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("HTTP/1.1 handshake")?;
+    tokio::spawn(connection);
+    for (index, review) in corpus.reviews.iter().enumerate() {
+        let request = Request::post(endpoint.path())
+            .header(HOST, addr.to_string())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(review.body.clone())))?;
+        sender.ready().await.context("connection")?;
+        let response = sender.send_request(request).await.context("request")?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        let answered = corpus
+            .check(endpoint, status, &body)
+            .map_err(|e| anyhow::anyhow!("{} of {}: {e}", endpoint.path(), review.name))?;
+        if answered != index {
+            bail!(
+                "{} of {} answered with the uid of {}",
+                endpoint.path(),
+                review.name,
+                corpus.reviews[answered].name
+            );
+        }
+    }
+    Ok(negotiated)
+}
+
+/// TLS 1.3 or 1.2 trusting only the run's CA, ALPN `http/1.1`.
+fn tls_config(ca: &Path) -> anyhow::Result<ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).context("CA file")? {
+        roots.add(cert.context("CA certificate")?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
