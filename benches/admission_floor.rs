@@ -36,8 +36,6 @@ use serde_json::Value;
 mod client;
 #[path = "admission_floor/corpus.rs"]
 mod corpus;
-#[path = "support/cpu.rs"]
-mod cpu;
 #[path = "admission_floor/floor.rs"]
 mod floor;
 #[path = "admission_floor/noise.rs"]
@@ -48,13 +46,15 @@ mod processes;
 mod report;
 #[path = "admission_floor/vegeta.rs"]
 mod vegeta;
+#[path = "support/webhook_process.rs"]
+mod webhook_process;
 
 use corpus::{Corpus, Endpoint};
-use cpu::pin_current_thread;
 use noise::CpuCounters;
 use processes::Server;
 use report::{Noise, Sample, Setup};
 use vegeta::{Load, Vegeta};
+use webhook_process::pin_current_thread;
 
 /// The CPU both servers are pinned to.
 const SERVER_CPU: usize = 0;

@@ -47,7 +47,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use local_stack::{Call, Fault, FaultProxy, OUTCOME_OK, Rule, Stack, StackOptions};
+use local_stack::{Call, Fault, FaultProxy, OUTCOME_OK, Rule, Stack, StackOptions, busiest};
 use serde_json::json;
 use tokio::runtime::Runtime;
 
@@ -412,13 +412,6 @@ impl Soak {
             .collect();
         let mut kills = 0;
         let mut phases: [Phase; 3] = Default::default();
-        let mut seen_calls = 0;
-        let mut take_calls = |proxy: &FaultProxy| {
-            let calls = proxy.calls();
-            let new = calls[seen_calls..].to_vec();
-            seen_calls = calls.len();
-            new
-        };
         self.proxy.clear_calls();
 
         // 1. Creation.
@@ -426,29 +419,21 @@ impl Soak {
         let objects = (0..n)
             .map(|i| role_object(run.prefix, i))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let roles = self.roles.clone();
-        self.rt.block_on(
-            stream::iter(objects)
-                .map(|role| {
-                    let roles = roles.clone();
-                    async move {
-                        roles
-                            .create(&PostParams::default(), &role)
-                            .await
-                            .context("create an IAMRole")
-                    }
-                })
-                .buffer_unordered(API_PARALLELISM)
-                .try_collect::<Vec<_>>(),
-        )?;
+        // A handle of its own, so that the phases can borrow it while `self` changes.
+        let api = self.roles.clone();
+        let roles = &api;
+        self.in_parallel(objects, |role| async move {
+            roles
+                .create(&PostParams::default(), &role)
+                .await
+                .context("create an IAMRole")
+        })?;
         let expected: HashMap<String, i64> =
             (0..n).map(|i| (role_name(run.prefix, i), 1)).collect();
-        kills += self.converge("creation", &expected, kill_at[0], |seen| {
-            ready_share(seen, &expected)
-        })?;
+        kills += self.converge("creation", kill_at[0], |seen| ready_share(seen, &expected))?;
         phases[0] = Phase {
             time: started.elapsed(),
-            calls: take_calls(&self.proxy),
+            calls: self.proxy.take_calls(),
         };
         self.check_created(run.prefix, n)?;
         // A create whose answer was lost was done all the same.
@@ -469,56 +454,39 @@ impl Soak {
         let patch = json!({"spec": {"inlinePolicies": [
             {"policyName": INLINE_NAME, "policyDocument": INLINE_UPDATED}
         ]}});
-        let updated: Vec<(String, i64)> = self.rt.block_on(
-            stream::iter(names)
-                .map(|name| {
-                    let (roles, patch) = (roles.clone(), &patch);
-                    async move {
-                        let role = roles
-                            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-                            .await
-                            .context("update an IAMRole")?;
-                        anyhow::Ok((name, role.metadata.generation.unwrap_or_default()))
-                    }
-                })
-                .buffer_unordered(API_PARALLELISM)
-                .try_collect(),
-        )?;
-        let expected: HashMap<String, i64> = updated.into_iter().collect();
-        kills += self.converge("update", &expected, kill_at[1], |seen| {
-            ready_share(seen, &expected)
+        let patch = &patch;
+        let updated = self.in_parallel(names, |name| async move {
+            let role = roles
+                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .context("update an IAMRole")?;
+            anyhow::Ok((name, role.metadata.generation.unwrap_or_default()))
         })?;
+        let expected: HashMap<String, i64> = updated.into_iter().collect();
+        kills += self.converge("update", kill_at[1], |seen| ready_share(seen, &expected))?;
         phases[1] = Phase {
             time: started.elapsed(),
-            calls: take_calls(&self.proxy),
+            calls: self.proxy.take_calls(),
         };
 
         // 3. Deletion.
         let started = Instant::now();
         let names: Vec<String> = (0..n).map(|i| role_name(run.prefix, i)).collect();
-        self.rt.block_on(
-            stream::iter(names)
-                .map(|name| {
-                    let roles = roles.clone();
-                    async move {
-                        roles
-                            .delete(&name, &DeleteParams::default())
-                            .await
-                            .context("delete an IAMRole")
-                            .map(drop)
-                    }
-                })
-                .buffer_unordered(API_PARALLELISM)
-                .try_collect::<Vec<_>>(),
-        )?;
+        self.in_parallel(names, |name| async move {
+            roles
+                .delete(&name, &DeleteParams::default())
+                .await
+                .context("delete an IAMRole")
+                .map(drop)
+        })?;
         let prefix = run.prefix;
-        kills += self.converge("deletion", &HashMap::new(), kill_at[2], |seen| {
+        kills += self.converge("deletion", kill_at[2], |seen| {
             let left = seen.roles.keys().filter(|k| k.starts_with(prefix)).count();
             1.0 - left as f64 / n as f64
         })?;
         phases[2] = Phase {
             time: started.elapsed(),
-            calls: take_calls(&self.proxy),
+            calls: self.proxy.take_calls(),
         };
         let left = self.soak_roles()?;
         ensure!(
@@ -535,12 +503,10 @@ impl Soak {
     fn converge(
         &mut self,
         phase: &str,
-        expected: &HashMap<String, i64>,
         kill_at: Option<f64>,
         progress: impl Fn(&Seen) -> f64,
     ) -> anyhow::Result<usize> {
-        let size = expected.len().max(self.settings.roles);
-        let deadline = Instant::now() + TIMEOUT + PER_ROLE * size as u32;
+        let deadline = Instant::now() + TIMEOUT + PER_ROLE * self.settings.roles as u32;
         let mut kill_at = kill_at;
         let mut kills = 0;
         loop {
@@ -572,9 +538,23 @@ impl Soak {
         }
     }
 
+    /// `call` on each of `items`, [`API_PARALLELISM`] at once; the results in any order.
+    fn in_parallel<I, T, F, Fut>(&self, items: Vec<I>, call: F) -> anyhow::Result<Vec<T>>
+    where
+        F: Fn(I) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<T>>,
+    {
+        self.rt.block_on(
+            stream::iter(items)
+                .map(call)
+                .buffer_unordered(API_PARALLELISM)
+                .try_collect(),
+        )
+    }
+
     /// Every role of the soak in moto (read directly, not through the proxy), with its tags.
     fn soak_roles(&self) -> anyhow::Result<BTreeMap<String, BTreeMap<String, String>>> {
-        self.rt.block_on(async {
+        let names = self.rt.block_on(async {
             let mut names = Vec::new();
             let mut pages = self
                 .raw
@@ -585,20 +565,19 @@ impl Soak {
             while let Some(page) = pages.next().await {
                 names.extend(page?.roles().iter().map(|r| r.role_name().to_owned()));
             }
-            stream::iter(names)
-                .map(|name| async move {
-                    let tags = self.raw.list_role_tags().role_name(&name).send().await?;
-                    let tags = tags
-                        .tags()
-                        .iter()
-                        .map(|t| (t.key().to_owned(), t.value().to_owned()))
-                        .collect();
-                    anyhow::Ok((name, tags))
-                })
-                .buffer_unordered(API_PARALLELISM)
-                .try_collect()
-                .await
-        })
+            anyhow::Ok(names)
+        })?;
+        let raw = &self.raw;
+        let tagged = self.in_parallel(names, |name| async move {
+            let tags = raw.list_role_tags().role_name(&name).send().await?;
+            let tags = tags
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect();
+            anyhow::Ok((name, tags))
+        })?;
+        Ok(tagged.into_iter().collect())
     }
 
     /// After creation: exactly the `n` roles of `prefix`, each tagged with its owner.
@@ -633,19 +612,6 @@ fn ready_share(seen: &Seen, expected: &HashMap<String, i64>) -> f64 {
         })
         .count();
     ready as f64 / expected.len().max(1) as f64
-}
-
-/// The largest number of calls within any `window`.
-fn busiest(calls: &[&Call], window: Duration) -> usize {
-    let mut first = 0;
-    let mut most = 0;
-    for (last, call) in calls.iter().enumerate() {
-        while call.at.duration_since(calls[first].at) >= window {
-            first += 1;
-        }
-        most = most.max(last + 1 - first);
-    }
-    most
 }
 
 /// Writes and reads among `calls`, every attempt counted whatever its outcome.
@@ -739,16 +705,14 @@ fn report(settings: &Settings, runs: &[(&Run, &Outcome)]) -> Vec<String> {
         row(
             &format!("busiest {window:?} at the proxy / allowed"),
             &|o: &Outcome| {
-                let calls: Vec<&Call> = o.calls().collect();
-                let seen = busiest(&calls, window);
+                let seen = busiest(o.calls(), window);
                 format!("{seen} / {:.0}", allowed(settings, window))
             },
         );
     }
     for (run, outcome) in runs {
-        let calls: Vec<&Call> = outcome.calls().collect();
         for window in RATE_WINDOWS {
-            let seen = busiest(&calls, window);
+            let seen = busiest(outcome.calls(), window);
             // Retries inside a call are paid by the calls after them: at most one unpaid
             // retry per concurrent reconcile, and three calls of slack for the scheduling.
             let limit = allowed(settings, window) + settings.concurrency as f64 + 3.0;

@@ -54,14 +54,16 @@ use tokio::runtime::Runtime;
 use tokio::sync::{Mutex, mpsc};
 use tokio_rustls::TlsConnector;
 
-#[path = "support/cpu.rs"]
-mod cpu;
 #[path = "webhook_load/hostile_mix.rs"]
 mod hostile_mix;
 #[path = "webhook_load/separate.rs"]
 mod separate;
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "support/webhook_process.rs"]
+mod webhook_process;
+
+use webhook_process::describe_tls;
 
 /// Name of the webhook's runtime threads (CPU time is split between server and loader by name).
 const SERVER_THREAD: &str = "webhook-server";
@@ -593,18 +595,7 @@ impl Client {
             .await
             .map_err(|e| Failure::Connect(format!("TLS handshake: {e}")))?;
         let session = tls.get_ref().1;
-        let described = format!(
-            "{}, {}, {}",
-            session
-                .protocol_version()
-                .map_or_else(|| "?".to_owned(), |v| format!("{v:?}")),
-            session
-                .negotiated_cipher_suite()
-                .map_or_else(|| "?".to_owned(), |s| format!("{:?}", s.suite())),
-            session
-                .negotiated_key_exchange_group()
-                .map_or_else(|| "?".to_owned(), |g| format!("{:?}", g.name())),
-        );
+        let described = describe_tls(session);
         let negotiated = session.alpn_protocol().map(<[u8]>::to_vec);
         let wanted: &[u8] = match self.protocol {
             Protocol::Http1 => b"http/1.1",

@@ -1,9 +1,9 @@
 //! The AWS layer and `sync_role` against moto behind the fault-injecting proxy: each fault alone
-//! (throttling, HTTP 500 and 503, connection resets, an answer lost after the call was done, latency,
-//! `NoSuchEntity` right after
-//! CreateRole, "Invalid principal" for a principal created moments ago) surfaces with its reason as
-//! a `Retry::Backoff` error and the role converges once the fault stops; and the account's rate
-//! limiter holds its rate as counted at the proxy, shared by two providers of one account.
+//! (throttling, HTTP 500 and 503, connection resets, an answer lost after the call was done,
+//! latency, `NoSuchEntity` right after CreateRole, "Invalid principal" for a principal created
+//! moments ago) surfaces with its reason as a `Retry::Backoff` error and the role converges once the
+//! fault stops; and the account's rate limiter holds its rate as counted at the proxy, shared by
+//! two providers of one account.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,7 @@ use infra_operator::controller::model::error::Retry;
 use infra_operator::controller::model::plan::{Intent, Memory};
 use infra_operator::controller::sync::{Done, Synced, sync_role};
 use infra_operator::iam::{DesiredRole, OWNER_TAG_KEY};
-use local_stack::{Fault, FaultProxy, Moto, OUTCOME_OK, Rule, Tools};
+use local_stack::{Fault, FaultProxy, Moto, OUTCOME_OK, Rule, Tools, busiest};
 use tempfile::TempDir;
 
 const ACCOUNT: &str = "123456789012";
@@ -331,19 +331,6 @@ async fn a_principal_created_moments_ago_converges() {
     assert!(bench.proxy.count("CreateRole", "MalformedPolicyDocument") >= 1);
 }
 
-/// The largest number of calls the proxy saw within any `window`.
-fn busiest(calls: &[local_stack::Call], window: Duration) -> usize {
-    (0..calls.len())
-        .map(|i| {
-            calls[i..]
-                .iter()
-                .take_while(|later| later.at.duration_since(calls[i].at) < window)
-                .count()
-        })
-        .max()
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn retries_inside_a_call_take_tokens_too() {
     const RATE: f64 = 10.0;
@@ -440,13 +427,11 @@ async fn the_account_rate_holds_at_the_proxy_across_providers() {
     for window in [Duration::from_secs(1), Duration::from_secs(2)] {
         // Three calls of slack: arrival times at the proxy jitter with the scheduling.
         let limit = (RATE * window.as_secs_f64()).ceil() as usize + BURST as usize + 3;
-        let busiest = busiest(&calls, window);
-        eprintln!(
-            "at most {busiest} calls within {window:?} (limit {limit}); {CALLS} in {elapsed:?}"
-        );
+        let seen = busiest(&calls, window);
+        eprintln!("at most {seen} calls within {window:?} (limit {limit}); {CALLS} in {elapsed:?}");
         assert!(
-            busiest <= limit,
-            "{busiest} calls within {window:?} (limit {limit})"
+            seen <= limit,
+            "{seen} calls within {window:?} (limit {limit})"
         );
     }
     // Sixty calls at ten a second after a burst of five take at least 5.5 s.

@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::corpus::{Corpus, Endpoint};
+use super::webhook_process::describe_tls;
 
 /// Longest wait for all the answers of one pass.
 const PASS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,18 +58,7 @@ async fn pass(
         .await
         .context("TLS handshake")?;
     let session = stream.get_ref().1;
-    let negotiated = format!(
-        "{}, {}, {}",
-        session
-            .protocol_version()
-            .map_or_else(|| "?".to_owned(), |v| format!("{v:?}")),
-        session
-            .negotiated_cipher_suite()
-            .map_or_else(|| "?".to_owned(), |s| format!("{:?}", s.suite())),
-        session
-            .negotiated_key_exchange_group()
-            .map_or_else(|| "?".to_owned(), |g| format!("{:?}", g.name())),
-    );
+    let negotiated = describe_tls(session);
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .context("HTTP/1.1 handshake")?;

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
+use infra_operator::admission::envelope::LAST_APPLIED_ANNOTATION;
 use infra_operator::guardrails::Kind;
 use infra_operator::validate::parse_documents;
 use serde_json::{Map, Value, json};
@@ -22,8 +23,6 @@ const GROUP: &str = "aws-infra-operator.runner.codes";
 const VERSION: &str = "v1alpha1";
 /// Field manager of `kubectl apply` (client-side), as it reaches the API server.
 const FIELD_MANAGER: &str = "kubectl-client-side-apply";
-/// The annotation in which `kubectl apply` keeps the manifest it applied.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// When every object was created (fixed, so that every run sends the same bytes).
 const CREATED_AT: &str = "2026-12-01T09:30:00Z";
 
@@ -207,35 +206,31 @@ fn create_review(mut manifest: Value) -> anyhow::Result<Review> {
     })
 }
 
+/// The metadata of a manifest, which must have a map of it.
+fn metadata_mut(manifest: &mut Value) -> anyhow::Result<&mut Map<String, Value>> {
+    manifest
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .context("manifest without metadata")
+}
+
 /// The object as the API server holds it when the admission webhooks are called: the manifest with
 /// kubectl's annotation, the server-set metadata, managed fields and the schema's defaults.
 fn stored_object(manifest: &Value, name: &str) -> anyhow::Result<Value> {
+    // kubectl records the manifest as it sends it: with an (empty) annotations map.
     let mut applied = manifest.clone();
-    let applied_metadata = applied
-        .get_mut("metadata")
-        .and_then(Value::as_object_mut)
-        .context("manifest without metadata")?;
-    applied_metadata
+    metadata_mut(&mut applied)?
         .entry("annotations")
         .or_insert_with(|| json!({}));
     let last_applied = format!("{}\n", serde_json::to_string(&sorted(&applied))?);
 
-    let mut object = manifest.clone();
-    let metadata = object
-        .get_mut("metadata")
-        .and_then(Value::as_object_mut)
-        .context("manifest without metadata")?;
-    metadata
-        .entry("annotations")
-        .or_insert_with(|| json!({}))
+    let mut object = applied;
+    let metadata = metadata_mut(&mut object)?;
+    metadata["annotations"]
         .as_object_mut()
         .context("metadata.annotations is not a map")?
-        .insert(LAST_APPLIED.to_owned(), json!(last_applied));
+        .insert(LAST_APPLIED_ANNOTATION.to_owned(), json!(last_applied));
     let managed = managed_fields(metadata, object_field(manifest, "spec"));
-    let metadata = object
-        .get_mut("metadata")
-        .and_then(Value::as_object_mut)
-        .context("manifest without metadata")?;
     metadata.insert("uid".to_owned(), json!(uuid(&format!("object/{name}"))));
     metadata.insert("creationTimestamp".to_owned(), json!(CREATED_AT));
     metadata.insert("generation".to_owned(), json!(1));

@@ -14,8 +14,8 @@ use std::{env, fs};
 use anyhow::{Context, bail};
 
 use super::corpus::Endpoint;
-use super::cpu::{free_address, pin_current_thread};
 use super::floor::SERVE_FLAG;
+use super::webhook_process::{free_address, pin_current_thread, webhook_command};
 
 /// Longest wait for a server to be ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,24 +36,11 @@ impl Server {
     /// `infra-operator webhook` with the certificate of `cert_dir`, ready (its `/readyz` answers 200).
     /// `FLOOR_WEBHOOK_BIN` names another build of it to measure (an earlier one, say).
     pub fn webhook(cert_dir: &Path, cpu: Option<usize>) -> anyhow::Result<Server> {
-        let guardrails = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/guardrails.yaml");
         let addr = free_address()?;
         let admin = free_address()?;
-        let binary = std::env::var_os("FLOOR_WEBHOOK_BIN")
+        let binary = env::var_os("FLOOR_WEBHOOK_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_infra-operator").into());
-        let mut command = Command::new(binary);
-        command
-            .arg("webhook")
-            .arg("--guardrails")
-            .arg(&guardrails)
-            .arg("--cert-dir")
-            .arg(cert_dir)
-            .arg("--bind")
-            .arg(addr.to_string())
-            .arg("--admin-bind")
-            .arg(admin.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null());
+        let mut command = webhook_command(&binary, cert_dir, addr, admin);
         let mut child = spawn(&mut command, cpu).context("start infra-operator webhook")?;
         let deadline = Instant::now() + START_TIMEOUT;
         while !ready(admin) {

@@ -4,18 +4,19 @@
 //! webhook uses the committed default guardrails (`--guardrails policies/guardrails.yaml`) and the
 //! certificates of a temporary directory; it is stopped with SIGTERM at the end.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use infra_operator::certs::write_certs;
 
-use super::cpu::{free_address, pin_current_thread};
 use super::hostile_mix::{self, Measured, Worst};
+use super::webhook_process::{free_address, pin_current_thread, webhook_command};
 use super::{CLIENT_THREAD, Clients, Settings, Workload, roots, runtime};
 
 /// Longest wait for the webhook to be ready.
@@ -61,21 +62,9 @@ pub fn run(settings: &Settings, workload: Arc<Workload>) -> anyhow::Result<()> {
 
 /// `infra-operator webhook` on `https` and `admin`, pinned to CPU 0.
 fn start_webhook(cert_dir: &Path, https: SocketAddr, admin: SocketAddr) -> anyhow::Result<Child> {
-    let guardrails = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/guardrails.yaml");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_infra-operator"));
-    command
-        .arg("webhook")
-        .arg("--guardrails")
-        .arg(&guardrails)
-        .arg("--cert-dir")
-        .arg(cert_dir)
-        .arg("--bind")
-        .arg(https.to_string())
-        .arg("--admin-bind")
-        .arg(admin.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let binary = OsStr::new(env!("CARGO_BIN_EXE_infra-operator"));
+    let mut command = webhook_command(binary, cert_dir, https, admin);
+    command.stderr(Stdio::null());
     // SAFETY: between fork and exec only `sched_setaffinity` runs, which is async-signal-safe.
     unsafe {
         command.pre_exec(|| pin_current_thread(0));

@@ -53,12 +53,12 @@ pub struct Request<'b> {
     /// The object's name (empty when the API server generates it).
     #[serde(borrow, default)]
     pub name: Cow<'b, str>,
-    /// The object as sent, on CREATE and UPDATE.
-    #[serde(default)]
-    pub object: Option<ReviewedObject>,
-    /// The stored object, on UPDATE and DELETE.
-    #[serde(default)]
-    pub old_object: Option<ReviewedObject>,
+    /// The object as sent, on CREATE and UPDATE, lean; `None` when absent or null.
+    #[serde(default, deserialize_with = "lean_object")]
+    pub object: Option<Value>,
+    /// The stored object, on UPDATE and DELETE, lean; `None` when absent or null.
+    #[serde(default, deserialize_with = "lean_object")]
+    pub old_object: Option<Value>,
     /// Required, not read.
     #[serde(rename = "resource")]
     _resource: IgnoredAny,
@@ -83,8 +83,7 @@ pub struct GroupVersionKind<'b> {
 
 /// An object under review, as JSON, without its managed fields and last-applied annotation. Any
 /// JSON value is accepted (the guardrails judge its shape); only an object's `metadata` is lean.
-#[derive(Debug)]
-pub struct ReviewedObject(pub Value);
+struct ReviewedObject(Value);
 
 impl<'de> Deserialize<'de> for ReviewedObject {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -92,6 +91,11 @@ impl<'de> Deserialize<'de> for ReviewedObject {
             .deserialize_any(LeanValue(Level::Object))
             .map(ReviewedObject)
     }
+}
+
+/// A reviewed object, or `None` for JSON `null`.
+fn lean_object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Option::<ReviewedObject>::deserialize(deserializer).map(|object| object.map(|o| o.0))
 }
 
 /// Where in the object a value is: which keys of it are left out.
@@ -296,8 +300,57 @@ mod tests {
         assert_eq!(request.operation, Operation::Update);
         assert_eq!(request.namespace.as_deref(), Some("ns"));
         assert_eq!(request.name, "n");
-        assert_eq!(request.object.unwrap().0, json!({"a": 1}));
+        assert_eq!(request.object, Some(json!({"a": 1})));
         assert!(request.old_object.is_none());
+    }
+
+    fn review_with(object: &str) -> Vec<u8> {
+        format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u",
+            "kind":{{"group":"g","version":"v1","kind":"K"}},"resource":{{}},"operation":"CREATE",
+            "userInfo":{{}},"object":{object}}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn hostile_nesting_is_bounded_wherever_it_hides() {
+        let deep = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        // Under a skipped key, serde_json skips without recursing: dropped, at no depth cost.
+        for object in [
+            format!(r#"{{"metadata":{{"managedFields":{}}}}}"#, deep(100_000)),
+            format!(
+                r#"{{"metadata":{{"annotations":{{"{LAST_APPLIED_ANNOTATION}":{}}}}}}}"#,
+                deep(100_000)
+            ),
+        ] {
+            let body = review_with(&object);
+            let request = parse(&body).unwrap().request.unwrap();
+            let metadata = &request.object.unwrap()["metadata"];
+            assert!(metadata.get("managedFields").is_none(), "{metadata}");
+        }
+        // Under a kept key, built as `Value`: refused at serde_json's depth limit, no overflow.
+        for object in [
+            format!(r#"{{"spec":{}}}"#, deep(100_000)),
+            format!(r#"{{"metadata":{{"labels":{}}}}}"#, deep(100_000)),
+        ] {
+            let error = parse(&review_with(&object)).unwrap_err();
+            assert!(error.to_string().contains("recursion limit"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_huge_last_applied_annotation_is_skipped_not_kept() {
+        let annotation = "x".repeat(2 << 20);
+        let object = format!(
+            r#"{{"metadata":{{"annotations":{{"{LAST_APPLIED_ANNOTATION}":"{annotation}","keep":"me"}}}}}}"#
+        );
+        let body = review_with(&object);
+        let request = parse(&body).unwrap().request.unwrap();
+        assert_eq!(
+            request.object,
+            Some(json!({"metadata": {"annotations": {"keep": "me"}}}))
+        );
     }
 
     #[test]

@@ -233,16 +233,7 @@ fn judge(verdict: &mut Verdict, kind: Kind, object: &str, findings: &[Finding]) 
 }
 
 /// A parsed review: the request's fields a decision reads, the objects as lean JSON.
-struct Reviewed<'b> {
-    uid: String,
-    kind: envelope::GroupVersionKind<'b>,
-    sub_resource: Option<std::borrow::Cow<'b, str>>,
-    operation: Operation,
-    namespace: Option<std::borrow::Cow<'b, str>>,
-    name: std::borrow::Cow<'b, str>,
-    object: Option<Value>,
-    old_object: Option<Value>,
-}
+type Reviewed<'b> = envelope::Request<'b>;
 
 fn parse(body: &[u8]) -> Result<Reviewed<'_>, ReviewError> {
     let review: Envelope<'_> = envelope::parse(body).map_err(|e| {
@@ -258,20 +249,7 @@ fn parse(body: &[u8]) -> Result<Reviewed<'_>, ReviewError> {
             review.api_version, review.kind
         )));
     }
-    let request = review.request.ok_or(ReviewError::NoRequest)?;
-    let lean = |object: Option<envelope::ReviewedObject>| {
-        object.map(|o| o.0).filter(|object| !object.is_null())
-    };
-    Ok(Reviewed {
-        uid: request.uid,
-        kind: request.kind,
-        sub_resource: request.sub_resource,
-        operation: request.operation,
-        namespace: request.namespace,
-        name: request.name,
-        object: lean(request.object),
-        old_object: lean(request.old_object),
-    })
+    review.request.ok_or(ReviewError::NoRequest)
 }
 
 impl Reviewed<'_> {

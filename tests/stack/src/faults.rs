@@ -40,8 +40,8 @@ pub enum Fault {
     Status(u16),
     /// The connection is reset (TCP RST) without an answer; nothing reaches moto.
     Reset,
-    /// The call is forwarded to moto and done, then the connection is reset instead of answered:
-    /// the caller cannot tell whether it happened.
+    /// The call is forwarded to moto and, when moto did it, the connection is reset instead of
+    /// answered: the caller cannot tell that it happened. (A call moto refused is answered.)
     LostAnswer,
     /// The call is forwarded after this delay.
     Latency(Duration),
@@ -126,7 +126,7 @@ struct State {
     rules: Vec<ActiveRule>,
     missing_after_create: Option<Duration>,
     new_principals_invalid: Option<Duration>,
-    /// Only one role in this many created is subject to the two windows above (1: every role).
+    /// Only one role in this many created is subject to the two windows above (0 or 1: every role).
     consistency_one_in: u32,
     /// Roles created through the proxy so far (successful CreateRole calls).
     created_count: u64,
@@ -238,10 +238,7 @@ impl FaultProxy {
             .enable_all()
             .build()
             .map_err(|e| StackError::io("start the fault proxy's runtime", e))?;
-        let state = Arc::new(Mutex::new(State {
-            consistency_one_in: 1,
-            ..State::default()
-        }));
+        let state = Arc::new(Mutex::new(State::default()));
         let (stop, stopped) = oneshot::channel();
         let shared = Arc::clone(&state);
         let upstream = SocketAddr::from(([127, 0, 0, 1], upstream_port));
@@ -295,9 +292,9 @@ impl FaultProxy {
     }
 
     /// Limits the eventual-consistency windows to one role in `n` created from now on (the n-th,
-    /// the 2n-th, …); 1 (the default) subjects every role to them.
+    /// the 2n-th, …); 1 (as by default) subjects every role to them.
     pub fn consistency_one_role_in(&self, n: u32) {
-        self.state().consistency_one_in = n.max(1);
+        self.state().consistency_one_in = n;
     }
 
     /// Every call seen, in order of arrival.
@@ -317,6 +314,11 @@ impl FaultProxy {
     /// Forgets the calls seen so far.
     pub fn clear_calls(&self) {
         self.state().calls.clear();
+    }
+
+    /// The calls seen so far, forgotten here at the same moment.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut self.state().calls)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -490,12 +492,26 @@ async fn answer(
     {
         lock(&state).created(role, Instant::now());
     }
-    if lost {
+    if lost && outcome == OUTCOME_OK {
         record(Fault::LostAnswer.outcome());
         return Err(reset(&socket)?);
     }
     record(outcome);
     Ok(response.into_response())
+}
+
+/// The largest number of `calls` (in order of arrival) within any `window`.
+pub fn busiest<'c>(calls: impl IntoIterator<Item = &'c Call>, window: Duration) -> usize {
+    let arrivals: Vec<Instant> = calls.into_iter().map(|call| call.at).collect();
+    let mut first = 0;
+    let mut most = 0;
+    for (last, at) in arrivals.iter().enumerate() {
+        while at.duration_since(arrivals[first]) >= window {
+            first += 1;
+        }
+        most = most.max(last + 1 - first);
+    }
+    most
 }
 
 /// Makes the connection end with a RST (a socket that lingers zero seconds sends one when closed)
@@ -668,10 +684,7 @@ mod tests {
 
     #[test]
     fn new_roles_are_missing_then_found_and_invalid_as_principals() {
-        let mut state = State {
-            consistency_one_in: 1,
-            ..State::default()
-        };
+        let mut state = State::default();
         let t0 = Instant::now();
         state.created("app", t0);
         state.missing_after_create = Some(Duration::from_secs(2));
@@ -722,6 +735,22 @@ mod tests {
             })
             .collect();
         assert_eq!(missing, [false, false, true, false, false, true]);
+    }
+
+    #[test]
+    fn the_busiest_window_is_counted() {
+        let t0 = Instant::now();
+        let calls: Vec<Call> = [0, 100, 900, 1000, 1050, 2500]
+            .map(|ms| Call {
+                action: "GetRole".to_owned(),
+                outcome: OUTCOME_OK.to_owned(),
+                at: t0 + Duration::from_millis(ms),
+            })
+            .into();
+        assert_eq!(busiest(&calls, Duration::from_secs(1)), 4);
+        assert_eq!(busiest(&calls, Duration::from_millis(100)), 2);
+        assert_eq!(busiest(&calls[..1], Duration::from_secs(1)), 1);
+        assert_eq!(busiest(&[], Duration::from_secs(1)), 0);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 pub use controlplane::ControlPlane;
-pub use faults::{Call, Fault, FaultProxy, OUTCOME_OK, Rule};
+pub use faults::{Call, Fault, FaultProxy, OUTCOME_OK, Rule, busiest};
 pub use moto::Moto;
 pub use operator::{Operator, OperatorOptions};
 pub use tools::Tools;
