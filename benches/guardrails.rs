@@ -1,12 +1,20 @@
 //! Cost of the guardrail engine: every example of `manifests/examples/`, a large role (10 inline
 //! policies of ~1 KiB with 20 statements each), and hostile roles (a 2.9 MB review of 24 policies
-//! full of bad statements; a policy padded past IAM's 131,072 characters).
+//! full of bad statements; a policy padded past IAM's 131,072 characters). Also the costliest
+//! reviews the webhook checks on its async workers: whole AdmissionReview bodies of at most
+//! `INLINE_BODY_BYTES`, each as full of one costly construct as that size allows, answered by
+//! `review::answer` (parsing included).
 
 use std::fs;
 use std::hint::black_box;
 use std::path::Path;
 
+use std::sync::Arc;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use infra_operator::admission::limits::INLINE_BODY_BYTES;
+use infra_operator::admission::review::{self, Endpoint};
+use infra_operator::governance::Guardrails;
 use infra_operator::guardrails::{Config, Engine, Kind};
 use infra_operator::validate::parse_documents;
 use serde_json::{Value, json};
@@ -126,6 +134,111 @@ fn invalid_statements_role() -> Value {
     role
 }
 
+/// A CREATE AdmissionReview of `object` as the webhook receives it.
+fn review_body(object: &Value) -> Vec<u8> {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "00000000-0000-4000-8000-000000000000",
+            "kind": {"group": "aws-infra-operator.runner.codes", "version": "v1alpha1", "kind": "IAMRole"},
+            "resource": {"group": "aws-infra-operator.runner.codes", "version": "v1alpha1", "resource": "iamroles"},
+            "name": "large", "namespace": "default", "operation": "CREATE",
+            "userInfo": {"username": "tenant"}, "object": object
+        }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The review of `role(n)` for the largest `n` whose body fits in `INLINE_BODY_BYTES`.
+fn fullest_inline_review(role: impl Fn(usize) -> Value) -> Vec<u8> {
+    let fits = |n: usize| review_body(&role(n)).len() <= INLINE_BODY_BYTES;
+    assert!(fits(1), "one item already overflows the inline size");
+    let (mut low, mut high) = (1, 2);
+    while fits(high) {
+        (low, high) = (high, high * 2);
+    }
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if fits(middle) {
+            low = middle
+        } else {
+            high = middle
+        }
+    }
+    review_body(&role(low))
+}
+
+/// One inline policy of `n` copies of `statement`.
+fn statements_role(statement: &Value, n: usize) -> Value {
+    let document = json!({"Version": "2012-10-17", "Statement": vec![statement; n]}).to_string();
+    let mut role = large_role(0, 0);
+    role["spec"]["inlinePolicies"] = json!([{"policyName": "many", "policyDocument": document}]);
+    role
+}
+
+/// The candidates for the costliest inline review, each filling the inline size.
+fn worst_inline_reviews() -> Vec<(&'static str, Vec<u8>)> {
+    // 128 characters, IAM's longest action, alternating wildcards.
+    let wildcard_action = format!("iam:{}", "*?".repeat(62));
+    vec![
+        (
+            "escalating-statements",
+            fullest_inline_review(|n| {
+                statements_role(
+                    &json!({"Effect": "Allow", "Action": ["iam:*", "\u{131}am:*"], "Resource": "*"}),
+                    n,
+                )
+            }),
+        ),
+        (
+            "wildcard-actions",
+            fullest_inline_review(|n| {
+                statements_role(
+                    &json!({"Effect": "Allow", "Action": vec![&wildcard_action; 8], "Resource": "*"}),
+                    n,
+                )
+            }),
+        ),
+        (
+            "invalid-statements",
+            fullest_inline_review(|n| statements_role(&json!({"Sid": "-", "Effect": "X"}), n)),
+        ),
+        (
+            "tiny-policies",
+            fullest_inline_review(|n| {
+                let mut role = large_role(0, 0);
+                role["spec"]["inlinePolicies"] = (0..n)
+                    .map(|p| {
+                        json!({"policyName": format!("p{p}"), "policyDocument":
+                        r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#})
+                    })
+                    .collect();
+                role
+            }),
+        ),
+        (
+            "trust-principals",
+            fullest_inline_review(|n| {
+                let principals: Vec<String> = (0..n)
+                    .map(|i| format!("arn:aws:iam::{:012}:root", i))
+                    .collect();
+                let mut role = large_role(0, 0);
+                role["spec"]["assumeRolePolicyDocument"] = json!({"Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Principal": {"AWS": principals},
+                    "Action": "sts:AssumeRole"}]})
+                .to_string()
+                .into();
+                role
+            }),
+        ),
+        (
+            "nested-conditions",
+            review_body(&nested_condition_role(120)),
+        ),
+    ]
+}
+
 fn bench_engine(c: &mut Criterion) {
     let engine = Engine::new(Config::default()).expect("engine builds");
     let mut group = c.benchmark_group("seed");
@@ -163,6 +276,19 @@ fn bench_engine(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(doc.to_string().len() as u64));
         group.bench_function(name, |b| {
             b.iter(|| black_box(engine.check(Kind::IAMRole, black_box(&doc), None)))
+        });
+    }
+    group.finish();
+
+    let guardrails = Guardrails::from(Arc::new(engine));
+    let mut group = c.benchmark_group("inline-worst");
+    for (name, body) in worst_inline_reviews() {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let answer = review::answer(&guardrails, Endpoint::Validate, black_box(&body));
+                black_box(answer.expect("an AdmissionReview"))
+            })
         });
     }
     group.finish();

@@ -12,9 +12,14 @@ use hyper::body::Bytes;
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use infra_operator::admission::limits::{INLINE_BODY_BYTES, SMALL_BODY_BYTES};
 use infra_operator::admission::{Limits, MAX_BODY_BYTES};
+use serde_json::{Value, json};
 use support::hostile::{many_invalid_statements, status_line, tls_connect, until_closed};
-use support::{PATIENCE, Served, http_get, https_post, serve_limits, strict_review};
+use support::{
+    PATIENCE, Served, ec2_role_spec, http_get, https_post, iamrole, review, serve_limits,
+    strict_review,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -90,6 +95,54 @@ async fn checks_past_the_deadline_are_refused_and_name_it() {
     let message = status.message.unwrap();
     assert!(message.contains("review deadline of 50 ms"), "{message}");
     assert!(took < deadline + SLACK, "answered after {took:?}");
+    served.stop().await.unwrap();
+}
+
+/// A review of a role whose one inline policy holds `n` invalid statements.
+fn invalid_statements_review(uid: &str, n: usize) -> Vec<u8> {
+    let statements = vec![r#"{"Sid":"-","Effect":"X"}"#; n].join(",");
+    let mut spec = ec2_role_spec();
+    spec["inlinePolicies"] = json!([{"policyName": "bad", "policyDocument":
+        format!(r#"{{"Version":"2012-10-17","Statement":[{statements}]}}"#)}]);
+    let role = iamrole("bad", spec);
+    serde_json::to_vec(&review(uid, "IAMRole", "CREATE", role, Value::Null, false)).unwrap()
+}
+
+#[tokio::test]
+async fn reviews_of_kubectls_size_are_checked_at_once_and_larger_ones_within_the_deadline() {
+    // A deadline that no check handed to another thread can meet: its timer fires within a
+    // millisecond or two, and these checks take longer (unoptimized, each over a hundred
+    // invalid statements).
+    let served = serve_limits(Limits {
+        review_deadline: Duration::ZERO,
+        ..Limits::default()
+    })
+    .await;
+    let fullest = (1..)
+        .take_while(|&n| invalid_statements_review("u-inline", n).len() <= INLINE_BODY_BYTES)
+        .last()
+        .unwrap();
+    assert!(fullest > 100, "{fullest}");
+    let cases = [
+        ("u-inline", fullest, None),
+        ("u-handed-off", fullest + 1, Some(504)),
+    ];
+    for (uid, statements, code) in cases {
+        let body = invalid_statements_review(uid, statements);
+        assert!(body.len() <= SMALL_BODY_BYTES);
+        let reply = https_post(served.https, served.client(), "/validate", body)
+            .await
+            .unwrap();
+        let (answer, _) = strict_review(&reply.body).unwrap();
+        assert_eq!(answer.response.uid, uid);
+        assert!(!answer.response.allowed);
+        let status = answer.response.status.unwrap();
+        assert_eq!(status.code.filter(|&c| c == 504), code, "{uid}: {status:?}");
+        if code.is_none() {
+            let message = status.message.unwrap_or_default();
+            assert!(message.contains("policy-grammar"), "{message}");
+        }
+    }
     served.stop().await.unwrap();
 }
 

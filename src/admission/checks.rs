@@ -1,17 +1,48 @@
-//! Where reviews are checked: never on the async workers (which keep serving connections and other
-//! requests), at most a fixed number at once, each within the review deadline. Small and large
-//! reviews have separate lanes, so large ones cannot queue ahead of ordinary ones: small reviews
-//! on tokio's blocking threads, large ones on threads of the lowest CPU priority
-//! ([`LowPriority`]), so that a flood of the largest reviews takes only the CPU ordinary reviews
-//! leave. A review past its deadline is abandoned: its answer is not awaited, and its thread keeps
-//! its slot until the work ends, so abandoned work still counts against the limit. No I/O.
+//! Where reviews are checked, by the size of their body ([`Lane`]). A review of at most
+//! [`INLINE_BODY_BYTES`] is checked at once on the async worker that received it: the engine's
+//! caps bound such a check to about a millisecond for the costliest body of that size (the
+//! `inline-worst` group of `benches/guardrails.rs`), and an ordinary one costs less than handing
+//! it to another thread and back would. Every other review is checked off the async workers (which keep serving
+//! connections and other requests), at most a fixed number at once, each within the review
+//! deadline. Small and large reviews have separate lanes, so large ones cannot queue ahead of
+//! ordinary ones: small reviews on tokio's blocking threads, large ones on threads of the lowest
+//! CPU priority ([`LowPriority`]), so that a flood of the largest reviews takes only the CPU
+//! ordinary reviews leave. A review past its deadline is abandoned: its answer is not awaited, and
+//! its thread keeps its slot until the work ends, so abandoned work still counts against the limit.
+//! No I/O.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use super::limits::{INLINE_BODY_BYTES, SMALL_BODY_BYTES};
 use crate::serve::low_priority::LowPriority;
+
+/// Where a review is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// On the async worker, at once: bodies of at most [`INLINE_BODY_BYTES`].
+    Inline,
+    /// On a blocking thread, within the deadline: bodies of at most [`SMALL_BODY_BYTES`].
+    Small,
+    /// On a lowest-priority thread, within the deadline: larger bodies.
+    Large,
+}
+
+impl Lane {
+    /// The lane of a body of `length` bytes.
+    pub fn of(length: usize) -> Lane {
+        if length <= INLINE_BODY_BYTES {
+            Lane::Inline
+        } else if length <= SMALL_BODY_BYTES {
+            Lane::Small
+        } else {
+            Lane::Large
+        }
+    }
+}
 
 /// Why a check produced no result.
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +96,18 @@ impl Checkers {
         self.deadline
     }
 
-    /// Runs `work` on a thread of its lane once a slot is free; gives up waiting when the deadline
-    /// passes (the work, if started, runs on and keeps its slot until it ends).
+    /// Runs `work` in `lane`: at once on this thread, or on a thread of the lane once a slot is
+    /// free, giving up waiting when the deadline passes (the work, if started, runs on and keeps
+    /// its slot until it ends).
     pub async fn run<T: Send + 'static>(
         &self,
-        large: bool,
+        lane: Lane,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, CheckError> {
+        if lane == Lane::Inline {
+            return catch_unwind(AssertUnwindSafe(work)).map_err(|_| CheckError::Panicked);
+        }
+        let large = lane == Lane::Large;
         let lane = Arc::clone(if large { &self.large } else { &self.small });
         let background = large.then(|| self.background.clone());
         let checked = async move {
@@ -108,7 +144,7 @@ mod tests {
         let checkers = Checkers::new(1, Duration::from_millis(100)).unwrap();
         let async_thread = std::thread::current().id();
         let ran_on = checkers
-            .run(false, || std::thread::current().id())
+            .run(Lane::Small, || std::thread::current().id())
             .await
             .unwrap();
         assert_ne!(ran_on, async_thread);
@@ -117,7 +153,7 @@ mod tests {
         let flag = Arc::clone(&finished);
         let started = Instant::now();
         let slow = checkers
-            .run(false, move || {
+            .run(Lane::Small, move || {
                 std::thread::sleep(Duration::from_millis(400));
                 flag.store(true, Ordering::SeqCst);
             })
@@ -126,11 +162,13 @@ mod tests {
         assert!(started.elapsed() < Duration::from_millis(350));
         assert!(!finished.load(Ordering::SeqCst));
         // The abandoned work still holds the only slot: the next check cannot start in time.
-        let queued = checkers.run(false, || ()).await;
+        let queued = checkers.run(Lane::Small, || ()).await;
         assert!(matches!(queued, Err(CheckError::Overdue(_))), "{queued:?}");
         // The large lane is separate, and runs at the lowest priority.
         let large_thread = checkers
-            .run(true, || std::thread::current().name().map(str::to_owned))
+            .run(Lane::Large, || {
+                std::thread::current().name().map(str::to_owned)
+            })
             .await
             .unwrap();
         assert!(
@@ -139,15 +177,45 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_lane_follows_the_body_size() {
+        assert_eq!(Lane::of(0), Lane::Inline);
+        assert_eq!(Lane::of(INLINE_BODY_BYTES), Lane::Inline);
+        assert_eq!(Lane::of(INLINE_BODY_BYTES + 1), Lane::Small);
+        assert_eq!(Lane::of(SMALL_BODY_BYTES), Lane::Small);
+        assert_eq!(Lane::of(SMALL_BODY_BYTES + 1), Lane::Large);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn inline_work_runs_at_once_on_the_calling_thread_without_a_slot() {
+        let checkers = Checkers::new(1, Duration::from_millis(100)).unwrap();
+        // The only small slot is held by abandoned work...
+        let held = checkers
+            .run(Lane::Small, || {
+                std::thread::sleep(Duration::from_millis(400))
+            })
+            .await;
+        assert!(matches!(held, Err(CheckError::Overdue(_))), "{held:?}");
+        // ...and an inline check still runs, here.
+        let async_thread = std::thread::current().id();
+        let ran_on = checkers
+            .run(Lane::Inline, || std::thread::current().id())
+            .await
+            .unwrap();
+        assert_eq!(ran_on, async_thread);
+        let panicked = checkers.run(Lane::Inline, || panic!("boom")).await;
+        assert!(matches!(panicked, Err(CheckError::Panicked)));
+    }
+
     #[tokio::test]
     async fn a_panic_is_reported_not_propagated() {
         let checkers = Checkers::new(2, Duration::from_secs(5)).unwrap();
-        let panicked = checkers.run(false, || panic!("boom")).await;
+        let panicked = checkers.run(Lane::Small, || panic!("boom")).await;
         assert!(matches!(panicked, Err(CheckError::Panicked)));
-        let panicked = checkers.run(true, || panic!("boom")).await;
+        let panicked = checkers.run(Lane::Large, || panic!("boom")).await;
         assert!(matches!(panicked, Err(CheckError::Panicked)));
         assert!(
-            checkers.run(true, || ()).await.is_ok(),
+            checkers.run(Lane::Large, || ()).await.is_ok(),
             "the large lane lives on"
         );
     }

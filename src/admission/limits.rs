@@ -10,6 +10,10 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Bodies up to this size are "small": they wait for body memory and are checked on their own
 /// lane, so large reviews cannot hold up ordinary ones.
 pub const SMALL_BODY_BYTES: usize = 64 * 1024;
+/// Bodies up to this size are checked at once on the async worker that received them (see
+/// [`super::checks`]); a kubectl-applied role with its managed fields and last-applied
+/// annotation is 3–6 KiB, and the costliest body of this size takes about a millisecond.
+pub const INLINE_BODY_BYTES: usize = 8 * 1024;
 /// Default of [`Limits::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Default of [`Limits::review_deadline`]: below the webhook configurations' `timeoutSeconds` (5).

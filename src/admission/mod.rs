@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use self::body::{BodyError, BodyMemory, declared_length};
-use self::checks::{CheckError, Checkers};
+use self::checks::{CheckError, Checkers, Lane};
 pub use self::limits::{Limits, MAX_BODY_BYTES};
 pub use self::metrics::AdmissionMetrics;
 use self::metrics::{Observation, ReviewResult};
@@ -154,7 +154,7 @@ async fn review(state: &WebhookState, endpoint: Endpoint, received: body::Receiv
     let large = received.is_large();
     let checked = state
         .checkers
-        .run(large, move || {
+        .run(Lane::of(received.bytes.len()), move || {
             let answered = review::answer(&guardrails, endpoint, &received.bytes).map(|answer| {
                 let json = answer.verdict.to_json();
                 (answer, json)

@@ -16,9 +16,13 @@ use super::quote;
 
 const TRUST_SCHEMA: &str = include_str!("../../../policies/trust-policy.schema.json");
 const PERMISSION_SCHEMA: &str = include_str!("../../../policies/permission-policy.schema.json");
-/// The most schema errors looked for in one document: well past the findings an answer reports
+/// The most schema errors looked for in one document: past the findings an answer reports
 /// ([`super::super::MAX_FINDINGS`]), with room for the errors that shadow others.
-const MAX_GRAMMAR_ERRORS: usize = 4 * super::super::MAX_FINDINGS;
+const MAX_GRAMMAR_ERRORS: usize = 2 * super::super::MAX_FINDINGS;
+/// Statements of an invalid document checked at a time. The schema library gathers every error of
+/// what it is given before handing out the first, so a document of thousands of bad statements is
+/// checked a window at a time, and no further once [`MAX_GRAMMAR_ERRORS`] are found.
+const STATEMENT_WINDOW: usize = 16;
 
 /// One compiled grammar with its source, which supplies the wording of findings.
 pub struct Grammar {
@@ -73,14 +77,11 @@ impl Grammar {
             return;
         }
         let mut pending = Vec::new();
-        // More errors than an answer reports are not looked for: a document of thousands of
-        // invalid statements costs no more than its first few hundred.
-        for error in self
-            .validator
-            .iter_errors(document)
-            .take(MAX_GRAMMAR_ERRORS)
-        {
-            self.translate(&error, document, root, &mut pending);
+        match document.get("Statement") {
+            Some(Value::Array(statements)) if statements.len() > STATEMENT_WINDOW => {
+                self.check_by_window(document, statements, root, &mut pending)
+            }
+            _ => self.collect(document, 0, root, &mut pending),
         }
         let wrong_types: HashSet<&str> = pending
             .iter()
@@ -100,14 +101,64 @@ impl Grammar {
         }
     }
 
+    /// Checks `document` (whose `Statement` list is `statements`) as a series of documents that
+    /// each hold the other elements and one window of statements, until enough errors are found.
+    fn check_by_window(
+        &self,
+        document: &Value,
+        statements: &[Value],
+        root: &FieldPath,
+        out: &mut Vec<Pending>,
+    ) {
+        let others = document.as_object().into_iter().flatten();
+        let mut part = Value::Object(
+            others
+                .filter(|(name, _)| *name != "Statement")
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+        );
+        for (number, chunk) in statements.chunks(STATEMENT_WINDOW).enumerate() {
+            if out.len() >= MAX_GRAMMAR_ERRORS {
+                return;
+            }
+            part["Statement"] = Value::Array(chunk.to_vec());
+            if !self.validator.is_valid(&part) {
+                self.collect(&part, number * STATEMENT_WINDOW, root, out);
+            }
+        }
+    }
+
+    /// Translates the errors of `document`, whose first statement is statement `first_statement`
+    /// of the document being checked, up to [`MAX_GRAMMAR_ERRORS`] in all.
+    fn collect(
+        &self,
+        document: &Value,
+        first_statement: usize,
+        root: &FieldPath,
+        out: &mut Vec<Pending>,
+    ) {
+        for error in self.validator.iter_errors(document) {
+            if out.len() >= MAX_GRAMMAR_ERRORS {
+                return;
+            }
+            self.translate(&error, document, first_statement, root, out);
+        }
+    }
+
     fn translate(
         &self,
         error: &ValidationError<'_>,
         document: &Value,
+        first_statement: usize,
         root: &FieldPath,
         out: &mut Vec<Pending>,
     ) {
-        let (path, subject) = locate(document, error.instance_path().as_str(), root);
+        let (path, subject) = locate(
+            document,
+            error.instance_path().as_str(),
+            first_statement,
+            root,
+        );
         let keyword_parent = parent(error.schema_path().as_str());
         match error.kind() {
             ValidationErrorKind::Required { property } => {
@@ -250,12 +301,18 @@ fn escape(name: &str) -> Cow<'_, str> {
 }
 
 /// The field path of the JSON pointer `pointer` inside `document`, and the words naming it in a
-/// message (`Action[1]`, `Statement[0]`, `the document`).
-fn locate(document: &Value, pointer: &str, root: &FieldPath) -> (FieldPath, String) {
+/// message (`Action[1]`, `Statement[0]`, `the document`). `document`'s first statement is number
+/// `first_statement` of the document the path names.
+fn locate(
+    document: &Value,
+    pointer: &str,
+    first_statement: usize,
+    root: &FieldPath,
+) -> (FieldPath, String) {
     let mut path = root.clone();
     let mut subject = String::from("the document");
     let mut node = Some(document);
-    for raw in pointer.split('/').skip(1) {
+    for (depth, raw) in pointer.split('/').skip(1).enumerate() {
         let segment = if raw.contains('~') {
             Cow::Owned(raw.replace("~1", "/").replace("~0", "~"))
         } else {
@@ -263,8 +320,13 @@ fn locate(document: &Value, pointer: &str, root: &FieldPath) -> (FieldPath, Stri
         };
         match (node, segment.parse::<usize>()) {
             (Some(Value::Array(items)), Ok(i)) => {
-                path = path.index(i);
-                subject.push_str(&format!("[{i}]"));
+                let number = if depth == 1 && pointer.starts_with("/Statement/") {
+                    first_statement + i
+                } else {
+                    i
+                };
+                path = path.index(number);
+                subject.push_str(&format!("[{number}]"));
                 node = items.get(i);
             }
             _ => {
@@ -521,6 +583,101 @@ mod tests {
         );
     }
 
+    /// A permission policy of `statements`.
+    fn policy(statements: Vec<Value>) -> Value {
+        json!({"Version": "2012-10-17", "Extra": true, "Statement": statements})
+    }
+
+    #[test]
+    fn long_documents_checked_a_window_at_a_time_find_what_one_pass_finds() {
+        let g = grammars();
+        let good = json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"});
+        let bad = [
+            json!({"Effect": "allow", "Action": "s3:GetObject", "Resource": "*"}),
+            json!({"Effect": "Allow", "Action": [5], "Resource": "*", "Principal": "*"}),
+            json!({"Effect": "Deny", "Resource": "*"}),
+            json!("not a statement"),
+        ];
+        let statements: Vec<Value> = (0..3 * STATEMENT_WINDOW + 5)
+            .map(|i| match i % 7 {
+                0 => bad[(i / 7) % bad.len()].clone(),
+                _ => good.clone(),
+            })
+            .collect();
+        let mut windowed = Vec::new();
+        g.permission.check_by_window(
+            &policy(statements.clone()),
+            &statements,
+            &FieldPath::root("doc"),
+            &mut windowed,
+        );
+        let mut whole = Vec::new();
+        g.permission.collect(
+            &policy(statements.clone()),
+            0,
+            &FieldPath::root("doc"),
+            &mut whole,
+        );
+        let render = |pending: &[Pending]| {
+            let mut all: Vec<(String, String)> = pending
+                .iter()
+                .map(|p| (p.path.as_str().to_owned(), p.message.clone()))
+                .collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        };
+        assert_eq!(render(&windowed), render(&whole));
+        let last_bad = (statements.len() - 1) / 7 * 7;
+        assert!(
+            render(&windowed)
+                .iter()
+                .any(|(path, _)| path.starts_with(&format!("doc.Statement[{last_bad}]"))),
+            "{:?}",
+            render(&windowed)
+        );
+    }
+
+    #[test]
+    fn one_bad_statement_deep_in_a_long_document_is_found_at_its_index() {
+        let g = grammars();
+        let good = json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"});
+        let mut statements = vec![good; 1000];
+        statements[777] = json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": ""});
+        let found = check(&g.permission, policy(statements));
+        let mut sorted = paths(&found);
+        sorted.sort_unstable();
+        assert_eq!(sorted, ["doc.Extra", "doc.Statement[777].Resource"]);
+        assert!(found[1].2.starts_with("Resource "), "{}", found[1].2);
+    }
+
+    #[test]
+    fn a_document_of_thousands_of_bad_statements_stops_after_enough_errors() {
+        let g = grammars();
+        let statements = vec![json!({"Sid": 1, "Effect": "X"}); 5000];
+        let mut pending = Vec::new();
+        g.permission.check_by_window(
+            &policy(statements.clone()),
+            &statements,
+            &FieldPath::root("doc"),
+            &mut pending,
+        );
+        assert!(pending.len() >= MAX_GRAMMAR_ERRORS);
+        assert!(pending.len() < MAX_GRAMMAR_ERRORS + 4 * STATEMENT_WINDOW);
+        let deepest = pending
+            .iter()
+            .filter_map(|p| {
+                let index = p.path.as_str().strip_prefix("doc.Statement[")?;
+                index.split(']').next()?.parse::<usize>().ok()
+            })
+            .max()
+            .unwrap();
+        assert!(
+            deepest < 2 * MAX_GRAMMAR_ERRORS,
+            "looked as far as statement {deepest}"
+        );
+    }
+
     #[test]
     fn keys_with_slashes_and_numbers_map_back_to_fields() {
         let document =
@@ -529,12 +686,16 @@ mod tests {
         let (path, subject) = locate(
             &document,
             "/Statement/0/Condition/StringEquals/a~1b~0c",
+            0,
             &root,
         );
         assert_eq!(path.as_str(), "d.Statement[0].Condition.StringEquals.a/b~c");
         assert_eq!(subject, "a/b~c");
-        let (path, _) = locate(&document, "/Statement/0/Condition/StringEquals/7", &root);
+        let (path, _) = locate(&document, "/Statement/0/Condition/StringEquals/7", 0, &root);
         assert_eq!(path.as_str(), "d.Statement[0].Condition.StringEquals.7");
-        assert_eq!(locate(&document, "", &root).1, "the document");
+        assert_eq!(locate(&document, "", 0, &root).1, "the document");
+        let (path, subject) = locate(&document, "/Statement/0/Condition", 64, &root);
+        assert_eq!(path.as_str(), "d.Statement[64].Condition");
+        assert_eq!(subject, "Condition");
     }
 }
