@@ -81,8 +81,8 @@ pub struct WebhookArgs {
         value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize)
     )]
     pub max_connections: usize,
-    /// Longest time a review's checks may take before the review is refused (Go duration); keep it
-    /// below the webhook configurations' `timeoutSeconds`.
+    /// Longest time the checks of a review over 8 KiB may take before the review is refused (Go
+    /// duration); keep it below the webhook configurations' `timeoutSeconds`.
     #[arg(
         long,
         env = "INFRA_OPERATOR_REVIEW_DEADLINE",

@@ -1,7 +1,7 @@
 //! Receiving a request body within the limits: at most [`MAX_BODY_BYTES`] (refused from its
 //! `Content-Length` before anything is read, so `Expect: 100-continue` gets 413, not 100), within
 //! the body timeout (408), and within a memory budget shared by every request, charged as the body
-//! grows. The budget has two parts: a quarter for small bodies (up to [`SMALL_BODY_BYTES`]), which
+//! grows: a small body by what has arrived, a large one by its declared length. The budget has two parts: a quarter for small bodies (up to [`SMALL_BODY_BYTES`]), which
 //! wait for room, and the rest for large ones, which are refused at once (503) when there is none.
 //! So large bodies can neither exhaust memory nor hold up ordinary reviews, even when every large
 //! body is waiting for its checker. Reads from the connection; no other I/O.
@@ -16,6 +16,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::limits::{MAX_BODY_BYTES, SMALL_BODY_BYTES};
+
+/// The least a small body is charged once its first bytes arrive.
+const FIRST_CHARGE: usize = 4 * 1024;
 
 /// Why a body was not received.
 #[derive(Debug, thiserror::Error)]
@@ -127,10 +130,7 @@ pub async fn receive(
             return Err(BodyError::TooLarge);
         }
         if length > buffer.capacity() {
-            let capacity = match declared {
-                Some(declared) if declared >= length => declared,
-                _ => length.max(buffer.capacity() * 2).min(MAX_BODY_BYTES),
-            };
+            let capacity = charged_capacity(length, buffer.capacity(), declared);
             charge = Some(grow_charge(charge, capacity, memory, deadline, timeout).await?);
             buffer.reserve_exact(capacity - buffer.len());
         }
@@ -140,6 +140,25 @@ pub async fn receive(
         bytes: Bytes::from(buffer),
         _charge: charge,
     })
+}
+
+/// The capacity to hold a body of `declared` length (if known) once `length` bytes have arrived,
+/// with `capacity` held so far. A large body is charged its whole declared length at once, so one
+/// that cannot be held is refused before it is read; a small one grows with what arrives (from
+/// [`FIRST_CHARGE`], doubling, never past its declared length), so a connection that announces a
+/// body and sends it slowly holds little of the small bodies' memory.
+fn charged_capacity(length: usize, capacity: usize, declared: Option<usize>) -> usize {
+    match declared {
+        Some(declared) if declared > SMALL_BODY_BYTES && declared >= length => declared,
+        _ => {
+            let ceiling = declared.map_or(MAX_BODY_BYTES, |declared| declared.max(length));
+            length
+                .max(capacity * 2)
+                .max(FIRST_CHARGE)
+                .min(ceiling)
+                .min(MAX_BODY_BYTES)
+        }
+    }
 }
 
 /// Charges the budget for `capacity` bytes in all, in place of `charge`: a small body's part
@@ -246,6 +265,63 @@ mod tests {
         assert!(matches!(second, Err(BodyError::Busy)), "{second:?}");
         let small = receive(Body::from(vec![b' '; 1000]), None, PATIENCE, &memory).await;
         assert!(small.is_ok(), "{small:?}");
+    }
+
+    #[test]
+    fn small_bodies_are_charged_as_they_arrive_large_ones_at_once() {
+        let small = Some(32 * 1024);
+        assert_eq!(charged_capacity(1, 0, small), FIRST_CHARGE);
+        assert_eq!(charged_capacity(5000, 0, small), 5000.max(FIRST_CHARGE));
+        assert_eq!(
+            charged_capacity(FIRST_CHARGE + 1, FIRST_CHARGE, small),
+            2 * FIRST_CHARGE
+        );
+        assert_eq!(charged_capacity(20 * 1024, 16 * 1024, small), 32 * 1024);
+        assert_eq!(charged_capacity(100, 0, Some(100)), 100);
+        // A body longer than declared is charged what arrived.
+        assert_eq!(charged_capacity(200, 100, Some(100)), 200);
+        let large = Some(SMALL_BODY_BYTES + 1);
+        assert_eq!(charged_capacity(1, 0, large), SMALL_BODY_BYTES + 1);
+        assert_eq!(charged_capacity(1, 0, None), FIRST_CHARGE);
+        assert_eq!(charged_capacity(MAX_BODY_BYTES, 1024, None), MAX_BODY_BYTES);
+    }
+
+    #[tokio::test]
+    async fn bodies_announced_and_sent_slowly_do_not_make_ordinary_ones_wait() {
+        let memory = BodyMemory::new(MAX_BODY_BYTES);
+        let small_part = memory.small.available_permits() * 1024;
+        // More slow bodies than the small part could hold at their declared length...
+        let declared = 32 * 1024;
+        let slow: Vec<_> = (0..small_part / declared + 8)
+            .map(|_| {
+                let memory = memory.clone();
+                tokio::spawn(async move {
+                    let first = futures::stream::once(async {
+                        Ok::<_, std::convert::Infallible>(Bytes::from_static(b"{"))
+                    });
+                    let body = Body::from_stream(futures::StreamExt::chain(
+                        first,
+                        futures::stream::pending(),
+                    ));
+                    receive(body, Some(declared), PATIENCE, &memory).await
+                })
+            })
+            .collect();
+        while memory.small.available_permits() * 1024 > small_part - slow.len() * FIRST_CHARGE {
+            tokio::task::yield_now().await;
+        }
+        // ...and an ordinary review's body is still received at once.
+        let ordinary = receive(
+            Body::from(vec![b' '; 5000]),
+            Some(5000),
+            Duration::from_millis(50),
+            &memory,
+        )
+        .await;
+        assert!(ordinary.is_ok(), "{ordinary:?}");
+        for task in slow {
+            task.abort();
+        }
     }
 
     #[tokio::test]

@@ -32,10 +32,12 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// A connection with no request in flight for this long is closed (HTTP/1 keep-alive and HTTP/2).
     pub idle_timeout: Duration,
-    /// Longest time a review's checks may take, waiting for a free checker included; then the review
-    /// is refused. Must stay below the webhook configurations' `timeoutSeconds`.
+    /// Longest time the checks of a review over [`INLINE_BODY_BYTES`] may take, waiting for a free
+    /// checker included; then the review is refused. Must stay below the webhook configurations'
+    /// `timeoutSeconds`. (Smaller reviews are bounded by their size instead.)
     pub review_deadline: Duration,
-    /// Reviews checked at once (each on a blocking thread, off the async workers).
+    /// Reviews of bodies over [`INLINE_BODY_BYTES`] checked at once, each on a thread off the async
+    /// workers (smaller ones are checked on the async worker that read them, without a slot).
     pub concurrent_checks: usize,
     /// Memory for request bodies being received or reviewed, all connections together.
     pub body_memory: usize,
