@@ -8,7 +8,6 @@
 use std::fs;
 use std::hint::black_box;
 use std::path::Path;
-
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -18,6 +17,9 @@ use infra_operator::governance::Guardrails;
 use infra_operator::guardrails::{Config, Engine, Kind};
 use infra_operator::validate::parse_documents;
 use serde_json::{Value, json};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 fn examples() -> Vec<(String, Value)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples");
@@ -100,10 +102,7 @@ fn padded_role() -> Value {
 
 /// A role whose one inline policy holds `statement`.
 fn role_with_statement(statement: Value) -> Value {
-    let document = json!({"Version": "2012-10-17", "Statement": [statement]}).to_string();
-    let mut role = large_role(0, 0);
-    role["spec"]["inlinePolicies"] = json!([{"policyName": "one", "policyDocument": document}]);
-    role
+    statements_role(&statement, 1)
 }
 
 /// A role allowing the action `"*" + "?"*k + "x" + "*"*k` (21 KiB at k = 10,000).
@@ -136,18 +135,15 @@ fn invalid_statements_role() -> Value {
 
 /// A CREATE AdmissionReview of `object` as the webhook receives it.
 fn review_body(object: &Value) -> Vec<u8> {
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "00000000-0000-4000-8000-000000000000",
-            "kind": {"group": "aws-infra-operator.runner.codes", "version": "v1alpha1", "kind": "IAMRole"},
-            "resource": {"group": "aws-infra-operator.runner.codes", "version": "v1alpha1", "resource": "iamroles"},
-            "name": "large", "namespace": "default", "operation": "CREATE",
-            "userInfo": {"username": "tenant"}, "object": object
-        }
-    })
-    .to_string()
-    .into_bytes()
+    let review = support::review(
+        "u-worst",
+        "IAMRole",
+        "CREATE",
+        object.clone(),
+        Value::Null,
+        false,
+    );
+    serde_json::to_vec(&review).expect("serializable")
 }
 
 /// The review of `role(n)` for the largest `n` whose body fits in `INLINE_BODY_BYTES`.
@@ -197,6 +193,15 @@ fn worst_inline_reviews() -> Vec<(&'static str, Vec<u8>)> {
                 statements_role(
                     &json!({"Effect": "Allow", "Action": vec![&wildcard_action; 8], "Resource": "*"}),
                     n,
+                )
+            }),
+        ),
+        (
+            "invalid-values",
+            fullest_inline_review(|n| {
+                statements_role(
+                    &json!({"Effect": "Allow", "Action": vec![5; n], "Resource": "*"}),
+                    1,
                 )
             }),
         ),

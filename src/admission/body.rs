@@ -1,8 +1,9 @@
 //! Receiving a request body within the limits: at most [`MAX_BODY_BYTES`] (refused from its
 //! `Content-Length` before anything is read, so `Expect: 100-continue` gets 413, not 100), within
 //! the body timeout (408), and within a memory budget shared by every request, charged as the body
-//! grows: a small body by what has arrived, a large one by its declared length. The budget has two parts: a quarter for small bodies (up to [`SMALL_BODY_BYTES`]), which
-//! wait for room, and the rest for large ones, which are refused at once (503) when there is none.
+//! grows: a small body by what has arrived, a large one by its declared length. The budget has two
+//! parts: a quarter for small bodies (up to [`SMALL_BODY_BYTES`]), which wait for room, and the
+//! rest for large ones, which are refused at once (503) when there is none.
 //! So large bodies can neither exhaust memory nor hold up ordinary reviews, even when every large
 //! body is waiting for its checker. Reads from the connection; no other I/O.
 
@@ -81,13 +82,6 @@ pub struct Received {
     /// The body.
     pub bytes: Bytes,
     _charge: Option<OwnedSemaphorePermit>,
-}
-
-impl Received {
-    /// Whether the body is over [`SMALL_BODY_BYTES`].
-    pub fn is_large(&self) -> bool {
-        self.bytes.len() > SMALL_BODY_BYTES
-    }
 }
 
 /// `Content-Length` of a request, when present and a number.
@@ -214,7 +208,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&received.bytes[..], b"hello");
-        assert!(!received.is_large());
+        assert!(received.bytes.len() <= SMALL_BODY_BYTES);
         assert!(memory.available() < full);
         drop(received);
         assert_eq!(memory.available(), full);
@@ -254,7 +248,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert!(first.is_large());
+        assert!(first.bytes.len() > SMALL_BODY_BYTES);
         let second = receive(
             Body::from(vec![b' '; 2 * 1024 * 1024]),
             None,
@@ -307,9 +301,14 @@ mod tests {
                 })
             })
             .collect();
-        while memory.small.available_permits() * 1024 > small_part - slow.len() * FIRST_CHARGE {
-            tokio::task::yield_now().await;
-        }
+        let all_charged = async {
+            while memory.small.available_permits() * 1024 > small_part - slow.len() * FIRST_CHARGE {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(PATIENCE, all_charged)
+            .await
+            .expect("every slow body is charged");
         // ...and an ordinary review's body is still received at once.
         let ordinary = receive(
             Body::from(vec![b' '; 5000]),

@@ -1,10 +1,10 @@
 //! Where reviews are checked, by the size of their body ([`Lane`]). A review of at most
 //! [`INLINE_BODY_BYTES`] is checked at once on the async worker that received it: the engine's
-//! caps bound such a check to about a millisecond for the costliest body of that size (the
+//! caps bound such a check to a few milliseconds for the costliest body of that size (the
 //! `inline-worst` group of `benches/guardrails.rs`), and an ordinary one costs less than handing
-//! it to another thread and back would. Every other review is checked off the async workers (which keep serving
-//! connections and other requests), at most a fixed number at once, each within the review
-//! deadline. Small and large reviews have separate lanes, so large ones cannot queue ahead of
+//! it to another thread and back would. Every other review is checked off the async workers
+//! (which keep serving connections and other requests), at most a fixed number at once, each
+//! within the review deadline. Small and large reviews have separate lanes, so large ones cannot queue ahead of
 //! ordinary ones: small reviews on tokio's blocking threads, large ones on threads of the lowest
 //! CPU priority ([`LowPriority`]), so that a flood of the largest reviews takes only the CPU
 //! ordinary reviews leave. A review past its deadline is abandoned: its answer is not awaited, and

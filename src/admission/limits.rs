@@ -12,7 +12,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub const SMALL_BODY_BYTES: usize = 64 * 1024;
 /// Bodies up to this size are checked at once on the async worker that received them (see
 /// [`super::checks`]); a kubectl-applied role with its managed fields and last-applied
-/// annotation is 3–6 KiB, and the costliest body of this size takes about a millisecond.
+/// annotation is 3–6 KiB, and the costliest body of this size takes a few milliseconds.
 pub const INLINE_BODY_BYTES: usize = 8 * 1024;
 /// Default of [`Limits::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;

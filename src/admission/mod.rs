@@ -151,10 +151,11 @@ enum Reviewed {
 async fn review(state: &WebhookState, endpoint: Endpoint, received: body::Received) -> Reviewed {
     let bytes = received.bytes.clone();
     let guardrails = state.guardrails.clone();
-    let large = received.is_large();
+    let lane = Lane::of(received.bytes.len());
+    let large = lane == Lane::Large;
     let checked = state
         .checkers
-        .run(Lane::of(received.bytes.len()), move || {
+        .run(lane, move || {
             let answered = review::answer(&guardrails, endpoint, &received.bytes).map(|answer| {
                 let json = answer.verdict.to_json();
                 (answer, json)

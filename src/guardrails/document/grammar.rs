@@ -584,8 +584,17 @@ mod tests {
     }
 
     /// A permission policy of `statements`.
-    fn policy(statements: Vec<Value>) -> Value {
+    fn policy(statements: &[Value]) -> Value {
         json!({"Version": "2012-10-17", "Extra": true, "Statement": statements})
+    }
+
+    /// What the permission grammar finds in `policy(statements)` a window at a time.
+    fn windowed(g: &Grammars, statements: &[Value]) -> Vec<Pending> {
+        let mut pending = Vec::new();
+        let root = FieldPath::root("doc");
+        g.permission
+            .check_by_window(&policy(statements), statements, &root, &mut pending);
+        pending
     }
 
     #[test]
@@ -604,20 +613,11 @@ mod tests {
                 _ => good.clone(),
             })
             .collect();
-        let mut windowed = Vec::new();
-        g.permission.check_by_window(
-            &policy(statements.clone()),
-            &statements,
-            &FieldPath::root("doc"),
-            &mut windowed,
-        );
+        let windowed = windowed(&g, &statements);
         let mut whole = Vec::new();
-        g.permission.collect(
-            &policy(statements.clone()),
-            0,
-            &FieldPath::root("doc"),
-            &mut whole,
-        );
+        let root = FieldPath::root("doc");
+        g.permission
+            .collect(&policy(&statements), 0, &root, &mut whole);
         let render = |pending: &[Pending]| {
             let mut all: Vec<(String, String)> = pending
                 .iter()
@@ -644,7 +644,7 @@ mod tests {
         let good = json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"});
         let mut statements = vec![good; 1000];
         statements[777] = json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": ""});
-        let found = check(&g.permission, policy(statements));
+        let found = check(&g.permission, policy(&statements));
         let mut sorted = paths(&found);
         sorted.sort_unstable();
         assert_eq!(sorted, ["doc.Extra", "doc.Statement[777].Resource"]);
@@ -655,13 +655,7 @@ mod tests {
     fn a_document_of_thousands_of_bad_statements_stops_after_enough_errors() {
         let g = grammars();
         let statements = vec![json!({"Sid": 1, "Effect": "X"}); 5000];
-        let mut pending = Vec::new();
-        g.permission.check_by_window(
-            &policy(statements.clone()),
-            &statements,
-            &FieldPath::root("doc"),
-            &mut pending,
-        );
+        let pending = windowed(&g, &statements);
         assert!(pending.len() >= MAX_GRAMMAR_ERRORS);
         assert!(pending.len() < MAX_GRAMMAR_ERRORS + 4 * STATEMENT_WINDOW);
         let deepest = pending
