@@ -3,9 +3,12 @@
 //! the body timeout (408), and within a memory budget shared by every request, charged as the body
 //! grows: a small body by what has arrived, a large one by its declared length. The budget has two
 //! parts: a quarter for small bodies (up to [`SMALL_BODY_BYTES`]), which wait for room, and the
-//! rest for large ones, which are refused at once (503) when there is none.
-//! So large bodies can neither exhaust memory nor hold up ordinary reviews, even when every large
-//! body is waiting for its checker. Reads from the connection; no other I/O.
+//! rest for large ones, which are refused at once (503) when there is none. A large body is also
+//! read no faster than the rate all large bodies share ([`Pace`]), and refused (503) when that
+//! rate cannot take it before its timeout.
+//! So large bodies can neither exhaust memory nor the async workers' time, nor hold up ordinary
+//! reviews, even when every large body is waiting for its checker. Reads from the connection; no
+//! other I/O.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::limits::{MAX_BODY_BYTES, SMALL_BODY_BYTES};
+use super::pace::Pace;
 
 /// The least a small body is charged once its first bytes arrive.
 const FIRST_CHARGE: usize = 4 * 1024;
@@ -30,7 +34,7 @@ pub enum BodyError {
     /// Not received within the body timeout.
     #[error("request body not received within {} ms", .0.as_millis())]
     Slow(Duration),
-    /// No memory left for a large body right now.
+    /// No memory or reading rate left for a large body right now.
     #[error("too many large reviews in progress; try again")]
     Busy,
     /// The connection failed while the body was read.
@@ -95,12 +99,14 @@ pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<usize> {
         .ok()
 }
 
-/// Receives `body` (whose `Content-Length` is `declared`) within `timeout` and `memory`.
+/// Receives `body` (whose `Content-Length` is `declared`) within `timeout` and `memory`, a large
+/// one at the shared `pace`.
 pub async fn receive(
     body: Body,
     declared: Option<usize>,
     timeout: Duration,
     memory: &BodyMemory,
+    pace: &Pace,
 ) -> Result<Received, BodyError> {
     if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
         return Err(BodyError::TooLarge);
@@ -127,6 +133,11 @@ pub async fn receive(
             let capacity = charged_capacity(length, buffer.capacity(), declared);
             charge = Some(grow_charge(charge, capacity, memory, deadline, timeout).await?);
             buffer.reserve_exact(capacity - buffer.len());
+        }
+        if buffer.capacity() > SMALL_BODY_BYTES {
+            pace.take(data.len(), deadline)
+                .await
+                .map_err(|_| BodyError::Busy)?;
         }
         buffer.extend_from_slice(&data);
     }
@@ -200,11 +211,65 @@ mod tests {
 
     const PATIENCE: Duration = Duration::from_secs(5);
 
+    /// A rate no body waits for.
+    fn unpaced() -> Pace {
+        Pace::new(u64::MAX)
+    }
+
+    /// A body of `length` bytes arriving in chunks of 16 KiB.
+    fn chunked(length: usize) -> Body {
+        let chunks = (0..length.div_ceil(16 * 1024)).map(move |i| {
+            let size = (length - i * 16 * 1024).min(16 * 1024);
+            Ok::<_, std::convert::Infallible>(Bytes::from(vec![b' '; size]))
+        });
+        Body::from_stream(futures::stream::iter(chunks))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn large_bodies_are_read_at_the_shared_rate_small_ones_at_once() {
+        let memory = BodyMemory::new(12 * 1024 * 1024);
+        let pace = Pace::new(1024 * 1024);
+        let started = Instant::now();
+        let large = |length| receive(chunked(length), Some(length), PATIENCE, &memory, &pace);
+        // Two large bodies of 1 MiB each at 1 MiB/s take about two seconds together...
+        let (first, second) = tokio::join!(large(1024 * 1024), large(1024 * 1024));
+        assert!(first.is_ok() && second.is_ok(), "{first:?} {second:?}");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(1800) && took < Duration::from_millis(2200),
+            "{took:?}"
+        );
+        // ...a small body does not wait for the rate...
+        let started = Instant::now();
+        let small = receive(
+            chunked(60 * 1024),
+            Some(60 * 1024),
+            PATIENCE,
+            &memory,
+            &pace,
+        )
+        .await;
+        assert!(small.is_ok(), "{small:?}");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // ...and a large one the rate cannot take before its timeout is refused, not held.
+        let started = Instant::now();
+        let late = receive(
+            chunked(3 * 1024 * 1024),
+            None,
+            Duration::from_secs(1),
+            &memory,
+            &pace,
+        )
+        .await;
+        assert!(matches!(late, Err(BodyError::Busy)), "{late:?}");
+        assert!(started.elapsed() <= Duration::from_secs(1));
+    }
+
     #[tokio::test]
     async fn a_body_is_received_and_its_memory_given_back() {
         let memory = BodyMemory::new(MAX_BODY_BYTES);
         let full = memory.available();
-        let received = receive(Body::from("hello"), Some(5), PATIENCE, &memory)
+        let received = receive(Body::from("hello"), Some(5), PATIENCE, &memory, &unpaced())
             .await
             .unwrap();
         assert_eq!(&received.bytes[..], b"hello");
@@ -217,10 +282,17 @@ mod tests {
     #[tokio::test]
     async fn too_large_bodies_are_refused_declared_or_not() {
         let memory = BodyMemory::new(MAX_BODY_BYTES);
-        let declared = receive(Body::empty(), Some(MAX_BODY_BYTES + 1), PATIENCE, &memory).await;
+        let declared = receive(
+            Body::empty(),
+            Some(MAX_BODY_BYTES + 1),
+            PATIENCE,
+            &memory,
+            &unpaced(),
+        )
+        .await;
         assert!(matches!(declared, Err(BodyError::TooLarge)), "{declared:?}");
         let body = Body::from(vec![b' '; MAX_BODY_BYTES + 1]);
-        let found = receive(body, None, PATIENCE, &memory).await;
+        let found = receive(body, None, PATIENCE, &memory, &unpaced()).await;
         assert!(matches!(found, Err(BodyError::TooLarge)), "{found:?}");
         assert_eq!(found.unwrap_err().status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
@@ -232,7 +304,14 @@ mod tests {
             Ok::<_, std::convert::Infallible>(Bytes::from_static(b"{"))
         });
         let body = Body::from_stream(futures::StreamExt::chain(first, futures::stream::pending()));
-        let waited = receive(body, Some(100), Duration::from_millis(100), &memory).await;
+        let waited = receive(
+            body,
+            Some(100),
+            Duration::from_millis(100),
+            &memory,
+            &unpaced(),
+        )
+        .await;
         assert!(matches!(waited, Err(BodyError::Slow(_))), "{waited:?}");
         assert_eq!(waited.unwrap_err().status(), StatusCode::REQUEST_TIMEOUT);
     }
@@ -245,6 +324,7 @@ mod tests {
             None,
             PATIENCE,
             &memory,
+            &unpaced(),
         )
         .await
         .unwrap();
@@ -254,10 +334,18 @@ mod tests {
             None,
             PATIENCE,
             &memory,
+            &unpaced(),
         )
         .await;
         assert!(matches!(second, Err(BodyError::Busy)), "{second:?}");
-        let small = receive(Body::from(vec![b' '; 1000]), None, PATIENCE, &memory).await;
+        let small = receive(
+            Body::from(vec![b' '; 1000]),
+            None,
+            PATIENCE,
+            &memory,
+            &unpaced(),
+        )
+        .await;
         assert!(small.is_ok(), "{small:?}");
     }
 
@@ -297,7 +385,7 @@ mod tests {
                         first,
                         futures::stream::pending(),
                     ));
-                    receive(body, Some(declared), PATIENCE, &memory).await
+                    receive(body, Some(declared), PATIENCE, &memory, &unpaced()).await
                 })
             })
             .collect();
@@ -315,6 +403,7 @@ mod tests {
             Some(5000),
             Duration::from_millis(50),
             &memory,
+            &unpaced(),
         )
         .await;
         assert!(ordinary.is_ok(), "{ordinary:?}");
@@ -330,7 +419,7 @@ mod tests {
         let mut held = Vec::new();
         loop {
             let body = Body::from(vec![b' '; MAX_BODY_BYTES - 1024]);
-            match receive(body, None, PATIENCE, &memory).await {
+            match receive(body, None, PATIENCE, &memory, &unpaced()).await {
                 Ok(received) => held.push(received),
                 Err(error) => {
                     assert!(matches!(error, BodyError::Busy), "{error:?}");
@@ -343,7 +432,8 @@ mod tests {
         let mut small = Vec::new();
         for _ in 0..32 {
             let body = Body::from(vec![b' '; SMALL_BODY_BYTES]);
-            let received = receive(body, None, Duration::from_millis(50), &memory).await;
+            let received =
+                receive(body, None, Duration::from_millis(50), &memory, &unpaced()).await;
             small.push(received.expect("a small body does not wait for large ones"));
         }
         // A body that grows past small moves its charge to the large part, and is refused there.
@@ -351,7 +441,14 @@ mod tests {
             Ok::<_, std::convert::Infallible>(Bytes::from(vec![b' '; 1024])),
             Ok(Bytes::from(vec![b' '; SMALL_BODY_BYTES * 2])),
         ]);
-        let grown = receive(Body::from_stream(chunks), None, PATIENCE, &memory).await;
+        let grown = receive(
+            Body::from_stream(chunks),
+            None,
+            PATIENCE,
+            &memory,
+            &unpaced(),
+        )
+        .await;
         assert!(matches!(grown, Err(BodyError::Busy)), "{grown:?}");
         drop((held, small));
         assert_eq!(memory.available(), full);

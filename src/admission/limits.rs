@@ -14,6 +14,9 @@ pub const SMALL_BODY_BYTES: usize = 64 * 1024;
 /// [`super::checks`]); a kubectl-applied role with its managed fields and last-applied
 /// annotation is 3–6 KiB, and the costliest body of this size takes a few milliseconds.
 pub const INLINE_BODY_BYTES: usize = 8 * 1024;
+/// Default of [`Limits::large_body_rate`]: 16 MiB/s, a few percent of a CPU spent receiving, and
+/// five of the largest bodies a second.
+pub const DEFAULT_LARGE_BODY_RATE: u64 = 16 * 1024 * 1024;
 /// Default of [`Limits::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Default of [`Limits::review_deadline`]: below the webhook configurations' `timeoutSeconds` (5).
@@ -41,6 +44,9 @@ pub struct Limits {
     pub concurrent_checks: usize,
     /// Memory for request bodies being received or reviewed, all connections together.
     pub body_memory: usize,
+    /// Bytes per second at which bodies over [`SMALL_BODY_BYTES`] are read, all together: what
+    /// receiving them (TLS decryption, copies) may take of the async workers.
+    pub large_body_rate: u64,
     /// HTTP/2 streams one connection may have open.
     pub http2_max_streams: u32,
     /// Interval of HTTP/2 keep-alive pings.
@@ -60,6 +66,7 @@ impl Default for Limits {
             review_deadline: DEFAULT_REVIEW_DEADLINE,
             concurrent_checks: std::thread::available_parallelism().map_or(2, |n| n.get()),
             body_memory: 32 * 1024 * 1024,
+            large_body_rate: DEFAULT_LARGE_BODY_RATE,
             http2_max_streams: 32,
             http2_ping_interval: Duration::from_secs(20),
             http2_ping_timeout: Duration::from_secs(10),

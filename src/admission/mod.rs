@@ -3,7 +3,7 @@
 //!
 //! This file holds the webhook's router and handlers (no I/O beyond answering the request); the
 //! pure review logic is in [`envelope`] (reading the body), [`review`], [`mutate`] and [`response`],
-//! body reception in [`body`], the off-worker checks in [`checks`], serving in [`server`],
+//! body reception in [`body`] (the large bodies' reading rate in [`pace`]), the off-worker checks in [`checks`], serving in [`server`],
 //! certificates in [`tls`].
 
 pub mod body;
@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod limits;
 pub mod metrics;
 pub mod mutate;
+pub mod pace;
 pub mod response;
 pub mod review;
 pub mod server;
@@ -33,19 +34,21 @@ pub use self::limits::{Limits, MAX_BODY_BYTES};
 pub use self::metrics::AdmissionMetrics;
 use self::metrics::{Observation, ReviewResult};
 pub use self::mutate::defaults_patch;
+use self::pace::Pace;
 use self::review::{Answer, Endpoint};
 pub use self::server::{BoundWebhook, WebhookConfig, WebhookError, bind};
 use crate::governance::Guardrails;
 use crate::serve::memory::release_free_memory;
 
-/// What the webhook handlers share: the guardrails, the metrics, the checkers and the body
-/// memory budget.
+/// What the webhook handlers share: the guardrails, the metrics, the checkers, the body memory
+/// budget and the large bodies' reading rate.
 #[derive(Clone)]
 pub struct WebhookState {
     guardrails: Guardrails,
     metrics: AdmissionMetrics,
     checkers: Checkers,
     memory: BodyMemory,
+    large_body_pace: Arc<Pace>,
     limits: Arc<Limits>,
 }
 
@@ -62,6 +65,7 @@ impl WebhookState {
             metrics,
             checkers: Checkers::new(limits.concurrent_checks, limits.review_deadline)?,
             memory: BodyMemory::new(limits.body_memory),
+            large_body_pace: Arc::new(Pace::new(limits.large_body_rate)),
             limits: Arc::new(limits.clone()),
         })
     }
@@ -104,6 +108,7 @@ async fn handle(state: WebhookState, endpoint: Endpoint, request: Request) -> Re
         declared,
         state.limits.body_timeout,
         &state.memory,
+        &state.large_body_pace,
     )
     .await;
     let mut answered = None;
