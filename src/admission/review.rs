@@ -131,12 +131,13 @@ pub fn answer(
                 let object = reviewed.with_namespace(object);
                 // Only a workload identity needs the role's provider (its cluster and account).
                 let provider = match kind {
-                    Kind::IAMRole if object.pointer("/spec/workloadIdentity").is_some() => object
-                        .pointer("/spec/providerRef/name")
-                        .and_then(Value::as_str)
-                        .and_then(|name| {
-                            guardrails.provider(reviewed.namespace().unwrap_or_default(), name)
-                        }),
+                    Kind::IAMRole if at(&object, &["spec", "workloadIdentity"]).is_some() => {
+                        at(&object, &["spec", "providerRef", "name"])
+                            .and_then(Value::as_str)
+                            .and_then(|name| {
+                                guardrails.provider(reviewed.namespace().unwrap_or_default(), name)
+                            })
+                    }
                     _ => None,
                 };
                 let mut findings =
@@ -168,6 +169,12 @@ pub fn answer(
         object: object_name,
         verdict,
     })
+}
+
+/// The value under the object keys `names` of `value`, in turn (a JSON pointer without its
+/// parsing and unescaping).
+fn at<'v>(value: &'v Value, names: &[&str]) -> Option<&'v Value> {
+    names.iter().try_fold(value, |value, name| value.get(name))
 }
 
 /// The finding for an UPDATE without the stored object: nothing to compare the immutable fields
@@ -276,7 +283,8 @@ impl Reviewed<'_> {
             });
         };
         let deleting = object
-            .pointer("/metadata/deletionTimestamp")
+            .get("metadata")
+            .and_then(|m| m.get("deletionTimestamp"))
             .is_some_and(|t| !t.is_null());
         Ok((!deleting).then_some(object))
     }
@@ -289,7 +297,7 @@ impl Reviewed<'_> {
             .or_else(|| {
                 self.object
                     .as_ref()
-                    .and_then(|o| o.pointer("/metadata/namespace"))
+                    .and_then(|o| at(o, &["metadata", "namespace"]))
                     .and_then(Value::as_str)
             })
     }
@@ -300,11 +308,7 @@ impl Reviewed<'_> {
         let Some(namespace) = self.namespace.as_deref().filter(|n| !n.is_empty()) else {
             return std::borrow::Cow::Borrowed(object);
         };
-        if object
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            == Some(namespace)
-        {
+        if at(object, &["metadata", "namespace"]).and_then(Value::as_str) == Some(namespace) {
             return std::borrow::Cow::Borrowed(object);
         }
         let mut copy = object.clone();

@@ -150,8 +150,9 @@ impl Engine {
         let mut report = Report::default();
         self.compiled.objects.check(kind, object, report.findings());
         let spec = object.get("spec").unwrap_or(&Value::Null);
-        let namespace = object
-            .pointer("/metadata/namespace")
+        let metadata = object.get("metadata");
+        let namespace = metadata
+            .and_then(|m| m.get("namespace"))
             .and_then(Value::as_str);
         // A manifest without a namespace is applied to the current one, `default` unless told.
         let tenant = namespace.unwrap_or("default");
@@ -160,8 +161,8 @@ impl Engine {
                 Ok(spec) => {
                     self.check_role(&spec, namespace, provider, &mut report);
                     let adopt = crate::api::adopt_requested(
-                        object
-                            .pointer("/metadata/annotations")
+                        metadata
+                            .and_then(|m| m.get("annotations"))
                             .and_then(|a| a.get(crate::api::ADOPT_ANNOTATION))
                             .and_then(Value::as_str),
                     );
@@ -249,7 +250,8 @@ impl Engine {
 fn read_spec<T: serde::de::DeserializeOwned>(
     spec: &Value,
 ) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
-    serde_path_to_error::deserialize(spec)
+    // Read again with the path tracked only when it fails: tracking costs more than the reading.
+    T::deserialize(spec).or_else(|_| serde_path_to_error::deserialize(spec))
 }
 
 /// Whether any finding refuses the object.
@@ -290,6 +292,15 @@ mod tests {
 
     fn text_size(findings: &[Finding]) -> usize {
         findings.iter().map(|f| f.to_string().len()).sum()
+    }
+
+    #[test]
+    fn a_spec_that_cannot_be_read_names_the_field() {
+        let mut spec = role(Vec::new())["spec"].clone();
+        assert!(read_spec::<IAMRoleSpec>(&spec).is_ok());
+        spec["inlinePolicies"] = json!([{"policyName": "p", "policyDocument": 7}]);
+        let error = read_spec::<IAMRoleSpec>(&spec).unwrap_err();
+        assert_eq!(error.path().to_string(), "inlinePolicies[0].policyDocument");
     }
 
     #[test]
