@@ -1,6 +1,6 @@
 //! How much the webhook lets one client take: connections, handshake, header, body and idle time,
-//! HTTP/2 streams, body memory, and the review deadline. Plain settings with safe defaults; the
-//! server and the handlers enforce them.
+//! HTTP/2 streams, body memory, the large bodies' reading rate, and the review deadline. Plain
+//! settings with safe defaults; the server and the handlers enforce them.
 
 use std::time::Duration;
 

@@ -44,14 +44,15 @@ impl Pace {
     /// The time from which `bytes` may be read, taken at `now` by a caller that gives up at
     /// `deadline`.
     fn schedule(&self, bytes: usize, now: Instant, deadline: Instant) -> Result<Instant, Late> {
-        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64);
+        let cost = Duration::try_from_secs_f64(bytes as f64 / self.bytes_per_second as f64)
+            .map_err(|_| Late)?;
         let mut caught_up = self.caught_up.lock().unwrap_or_else(|p| p.into_inner());
-        let from = (*caught_up).max(now);
-        let start = (from + cost).checked_sub(BURST).unwrap_or(now).max(now);
+        let paid = (*caught_up).max(now).checked_add(cost).ok_or(Late)?;
+        let start = paid.checked_sub(BURST).unwrap_or(now).max(now);
         if start > deadline {
             return Err(Late);
         }
-        *caught_up = from + cost;
+        *caught_up = paid;
         Ok(start)
     }
 }
@@ -103,6 +104,14 @@ mod tests {
         assert_eq!(pace.schedule(3 * MIB, now, soon), Err(Late));
         // Nothing was taken: a take within the burst still passes at once.
         assert_eq!(pace.schedule(MIB / 10, now, soon), Ok(now));
+    }
+
+    #[test]
+    fn a_take_too_large_for_any_clock_fails_without_panicking() {
+        let pace = Pace::new(1);
+        let now = Instant::now();
+        assert_eq!(pace.schedule(usize::MAX, now, now), Err(Late));
+        assert_eq!(pace.schedule(0, now, now), Ok(now));
     }
 
     #[test]
