@@ -2,9 +2,11 @@
 //! the admin server's `/healthz` every [`PROBE_INTERVAL`], first alone, then with the hostile part
 //! beside them: the worst reviews open loop at [`WORST_RATE`] req/s (10 % of all requests) and
 //! [`HELD`] connections held open (half TLS-connected and silent, half sending a body one byte at a
-//! time, each opened again [`REOPEN_PAUSE`] after the server closes it). Reports the seed reviews' latency, the probes' latency, what the worst reviews got and the
-//! process's peak resident memory (`VmHWM`, reset before each phase through
-//! `/proc/self/clear_refs`). Network I/O on 127.0.0.1 only.
+//! time, each opened again [`REOPEN_PAUSE`] after the server closes it). Reports the seed reviews'
+//! latency, the probes' latency, what the worst reviews got, the webhook's CPU while the load runs
+//! (which the host's noise moves far less than latency) and the process's peak resident memory
+//! (`VmHWM`, reset before each phase through `/proc/self/clear_refs`). Network I/O on 127.0.0.1
+//! only.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
@@ -24,8 +26,8 @@ use tokio::io::AsyncWriteExt;
 use super::support::hostile::{many_invalid_statements, tls_connect, until_closed};
 use super::support::{ec2_role_spec, iamrole, review};
 use super::{
-    Clients, Lane, Prepared, Source, Tally, Template, Transport, WARM_UP_REQUESTS, Workload,
-    millis, open_loop, percentile, round_robin,
+    Clients, CpuClock, Lane, Prepared, Source, Tally, Template, Transport, WARM_UP_REQUESTS,
+    Workload, cpu_nanos, millis, open_loop, percentile, round_robin,
 };
 
 /// Seed reviews per second (the other 10 % of 2,000 req/s are the worst reviews).
@@ -264,6 +266,17 @@ impl Measured {
         fs::write(format!("{}/clear_refs", self.proc_dir()), "5").is_ok()
     }
 
+    /// CPU time the webhook has used so far, in nanoseconds: its server threads when it runs in this
+    /// process, the whole process otherwise.
+    fn webhook_cpu(self) -> Option<u64> {
+        match self {
+            Measured::Itself => CpuClock::now().map(|clock| clock.server),
+            Measured::Webhook(pid) => {
+                cpu_nanos(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+            }
+        }
+    }
+
     /// A `kB` field of the process's `status`, in MiB.
     fn status_mib(self, field: &str) -> Option<f64> {
         status_mib(&format!("{}/status", self.proc_dir()), field)
@@ -286,6 +299,8 @@ struct MixRow {
     /// Silent and dripping connections: opened, closed by the server.
     held: [(u64, u64); 2],
     probes: Probes,
+    /// The webhook's CPU time while the load ran, as a share of one CPU.
+    webhook_cpu: Option<f64>,
     /// Peak and final resident memory of the process, MiB (peak since the phase began when the
     /// kernel let it be reset, else since the process began).
     peak_rss: Option<f64>,
@@ -354,6 +369,7 @@ async fn phase(
     }
     let probing = Arc::new(AtomicBool::new(false));
     let prober = probe_loop(admin, Arc::clone(&probing))?;
+    let (cpu_before, load_began) = (measured.webhook_cpu(), Instant::now());
     let (seed, worst_tally) =
         tokio::join!(open_loop(seed_lanes, workload, SEED_RATE, length), async {
             if hostile {
@@ -361,6 +377,11 @@ async fn phase(
             } else {
                 Ok((Tally::default(), Instant::now()))
             }
+        });
+    let webhook_cpu = cpu_before
+        .zip(measured.webhook_cpu())
+        .map(|(before, after)| {
+            after.saturating_sub(before) as f64 / load_began.elapsed().as_nanos().max(1) as f64
         });
     probing.store(true, Ordering::Relaxed);
     stop.cancel();
@@ -385,6 +406,7 @@ async fn phase(
             )
         }),
         probes,
+        webhook_cpu,
         peak_rss,
         peak_reset,
         rss_after: measured.status_mib("VmRSS:"),
@@ -428,9 +450,9 @@ pub async fn bench(
         PROBE_INTERVAL.as_millis(),
     );
     println!(
-        "| hostile part | seed answers | seed errors (of which overdue) | seed p50 | seed p99 | seed max | worst reviews: refused / 503 / errors | worst p50 / max | held silent: opened / closed by server | held dripping: opened / closed | probes (failed) | probe p99 | probe max | peak RSS | RSS after |"
+        "| hostile part | seed answers | seed errors (of which overdue) | seed p50 | seed p99 | seed max | worst reviews: refused / 503 / errors | worst p50 / max | held silent: opened / closed by server | held dripping: opened / closed | probes (failed) | probe p99 | probe max | webhook CPU | peak RSS | RSS after |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut wrong = 0;
     for row in &mut rows {
         for (what, tally) in [("seed reviews", &row.seed), ("worst reviews", &row.worst)] {
@@ -451,7 +473,7 @@ pub async fn bench(
         let mib = |m: Option<f64>| m.map_or_else(|| "n/a".to_owned(), |m| format!("{m:.0} MiB"));
         let since = if row.peak_reset { "" } else { " (since start)" };
         println!(
-            "| {} | {} | {} ({}) | {} | {} | {} | {} / {} / {} | {} / {} | {} / {} | {} / {} | {} ({}) | {} | {} | {}{since} | {} |",
+            "| {} | {} | {} ({}) | {} | {} | {} | {} / {} / {} | {} / {} | {} / {} | {} / {} | {} ({}) | {} | {} | {} | {}{since} | {} |",
             if row.hostile { "yes" } else { "no" },
             seed.len(),
             row.seed.errors,
@@ -472,6 +494,10 @@ pub async fn bench(
             row.probes.failures,
             millis(percentile(probes, 0.99)),
             millis(probes.last().copied().unwrap_or(0)),
+            row.webhook_cpu.map_or_else(
+                || "n/a".to_owned(),
+                |share| format!("{:.0} %", share * 100.0)
+            ),
             mib(row.peak_rss),
             mib(row.rss_after),
         );
