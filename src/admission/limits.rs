@@ -14,8 +14,7 @@ pub const SMALL_BODY_BYTES: usize = 64 * 1024;
 /// [`super::checks`]); a kubectl-applied role with its managed fields and last-applied
 /// annotation is 3–6 KiB, and the costliest body of this size takes a few milliseconds.
 pub const INLINE_BODY_BYTES: usize = 8 * 1024;
-/// Default of [`Limits::large_body_rate`]: 16 MiB/s, a few percent of a CPU spent receiving, and
-/// five of the largest bodies a second.
+/// Default of [`Limits::large_body_rate`]: 16 MiB/s, about five of the largest bodies a second.
 pub const DEFAULT_LARGE_BODY_RATE: u64 = 16 * 1024 * 1024;
 /// Default of [`Limits::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
