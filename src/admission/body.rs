@@ -5,7 +5,8 @@
 //! parts: a quarter for small bodies (up to [`SMALL_BODY_BYTES`]), which wait for room, and the
 //! rest for large ones, which are refused at once (503) when there is none. A large body is also
 //! read no faster than the rate all large bodies share ([`Pace`]), and refused (503) when that
-//! rate cannot take it before its timeout.
+//! rate cannot take it before its timeout: before anything is read when its `Content-Length`
+//! says so, else as soon as the rate falls behind.
 //! So large bodies can neither exhaust memory nor the async workers' time, nor hold up ordinary
 //! reviews, even when every large body is waiting for its checker. Reads from the connection; no
 //! other I/O.
@@ -112,6 +113,9 @@ pub async fn receive(
         return Err(BodyError::TooLarge);
     }
     let deadline = Instant::now() + timeout;
+    if declared.is_some_and(|length| is_large(length) && !pace.fits(length, deadline)) {
+        return Err(BodyError::Busy);
+    }
     let mut body = body;
     let mut buffer: Vec<u8> = Vec::new();
     let mut charge: Option<OwnedSemaphorePermit> = None;
@@ -134,7 +138,7 @@ pub async fn receive(
             charge = Some(grow_charge(charge, capacity, memory, deadline, timeout).await?);
             buffer.reserve_exact(capacity - buffer.len());
         }
-        if buffer.capacity() > SMALL_BODY_BYTES {
+        if is_large(buffer.capacity()) {
             pace.take(data.len(), deadline)
                 .await
                 .map_err(|_| BodyError::Busy)?;
@@ -166,6 +170,12 @@ fn charged_capacity(length: usize, capacity: usize, declared: Option<usize>) -> 
     }
 }
 
+/// Whether a body charged `capacity` bytes is large: charged to the large part of the budget and
+/// read at the shared pace.
+fn is_large(capacity: usize) -> bool {
+    capacity > SMALL_BODY_BYTES
+}
+
 /// Charges the budget for `capacity` bytes in all, in place of `charge`: a small body's part
 /// waits for room; a body growing large moves to the large part at once, or is refused.
 async fn grow_charge(
@@ -175,7 +185,7 @@ async fn grow_charge(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<OwnedSemaphorePermit, BodyError> {
-    let large = capacity > SMALL_BODY_BYTES;
+    let large = is_large(capacity);
     let budget = Arc::clone(if large { &memory.large } else { &memory.small });
     // A charge stays in one part: a body growing past small gives its small charge back.
     let charge = charge.filter(|c| Arc::ptr_eq(c.semaphore(), &budget));
@@ -251,7 +261,20 @@ mod tests {
         .await;
         assert!(small.is_ok(), "{small:?}");
         assert_eq!(started.elapsed(), Duration::ZERO);
-        // ...and a large one the rate cannot take before its timeout is refused, not held.
+        // ...a large one the rate cannot take before its timeout is refused before it is read when
+        // its length is declared...
+        let started = Instant::now();
+        let declared = receive(
+            chunked(3 * 1024 * 1024),
+            Some(3 * 1024 * 1024),
+            Duration::from_secs(1),
+            &memory,
+            &pace,
+        )
+        .await;
+        assert!(matches!(declared, Err(BodyError::Busy)), "{declared:?}");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // ...and within its timeout when it is not.
         let started = Instant::now();
         let late = receive(
             chunked(3 * 1024 * 1024),

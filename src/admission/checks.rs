@@ -4,12 +4,12 @@
 //! `inline-worst` group of `benches/guardrails.rs`), and an ordinary one costs less than handing
 //! it to another thread and back would. Every other review is checked off the async workers
 //! (which keep serving connections and other requests), at most a fixed number at once, each
-//! within the review deadline. Small and large reviews have separate lanes, so large ones cannot queue ahead of
-//! ordinary ones: small reviews on tokio's blocking threads, large ones on threads of the lowest
-//! CPU priority ([`LowPriority`]), so that a flood of the largest reviews takes only the CPU
-//! ordinary reviews leave. A review past its deadline is abandoned: its answer is not awaited, and
-//! its thread keeps its slot until the work ends, so abandoned work still counts against the limit.
-//! No I/O.
+//! within the review deadline. Small and large reviews have separate lanes, so large ones cannot
+//! queue ahead of ordinary ones: small reviews on tokio's blocking threads, large ones on threads
+//! of the lowest CPU priority ([`LowPriority`]), so that a flood of the largest reviews takes only
+//! the CPU ordinary reviews leave. A review past its deadline is abandoned: its answer is not
+//! awaited, and its thread keeps its slot until the work ends, so abandoned work still counts
+//! against the limit. No I/O.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;

@@ -3,8 +3,8 @@
 //!
 //! This file holds the webhook's router and handlers (no I/O beyond answering the request); the
 //! pure review logic is in [`envelope`] (reading the body), [`review`], [`mutate`] and [`response`],
-//! body reception in [`body`] (the large bodies' reading rate in [`pace`]), the off-worker checks in [`checks`], serving in [`server`],
-//! certificates in [`tls`].
+//! body reception in [`body`] (the large bodies' reading rate in [`pace`]), the off-worker checks
+//! in [`checks`], serving in [`server`], certificates in [`tls`].
 
 pub mod body;
 pub mod checks;
@@ -267,11 +267,15 @@ mod tests {
     }
 
     fn app_with(config: Config) -> (Router, Arc<Metrics>) {
+        app_limited(config, &Limits::default())
+    }
+
+    fn app_limited(config: Config, limits: &Limits) -> (Router, Arc<Metrics>) {
         let mut metrics = Metrics::new();
         let admission = AdmissionMetrics::register(metrics.registry_mut());
         let engine = Arc::new(crate::guardrails::Engine::new(config).unwrap());
         (
-            router(WebhookState::new(engine, admission, &Limits::default()).unwrap()),
+            router(WebhookState::new(engine, admission, limits).unwrap()),
             Arc::new(metrics),
         )
     }
@@ -575,6 +579,31 @@ mod tests {
         assert!(text.contains(
             r#"infra_operator_admission_request_duration_seconds_count{endpoint="mutate"} 1"#
         ));
+    }
+
+    #[tokio::test]
+    async fn a_large_body_the_configured_rate_cannot_take_in_time_gets_503() {
+        let body = || vec![b' '; 1024 * 1024];
+        // At the default rate a 1 MiB body is read (and is no review)...
+        let (router, _) = app();
+        let (status, _) = post_body(router, "/validate", body()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // ...at 64 KiB/s it would take 16 s, past the body timeout: refused, the connection closed.
+        let limits = Limits {
+            large_body_rate: 64 * 1024,
+            body_timeout: std::time::Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let (router, _) = app_limited(Config::default(), &limits);
+        let request = Request::post("/validate").body(Body::from(body())).unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        let text = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(
+            &text[..],
+            b"too many large reviews in progress; try again\n"
+        );
     }
 
     #[tokio::test]

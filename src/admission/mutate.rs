@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::api::FINALIZER;
 use crate::guardrails::Config;
 use crate::iam::DEFAULT_PATH;
+use crate::iam::json::at;
 use crate::iam::tags::defaults_not_set;
 
 /// `spec.deletionPolicy` when the object has none.
@@ -55,7 +56,7 @@ pub fn defaults_patch(object: &Value, stored: Option<&Value>, config: &Config) -
     }
     add_default_tags(spec, config, &mut ops);
     let stored_names: Vec<&Value> = stored
-        .and_then(|o| o.pointer("/spec/inlinePolicies"))
+        .and_then(|o| at(o, &["spec", "inlinePolicies"]))
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -80,7 +81,7 @@ fn add_finalizer(object: &Value, ops: &mut Vec<PatchOperation>) {
         // Metadata that is not an object cannot take a finalizer; the schema rule refuses it.
         Some(_) => return,
     }
-    match object.pointer("/metadata/finalizers") {
+    match at(object, &["metadata", "finalizers"]) {
         None | Some(Value::Null) => ops.push(PatchOperation::Add(AddOperation {
             path: finalizers(),
             value: Value::Array(vec![Value::from(FINALIZER)]),

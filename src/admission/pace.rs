@@ -41,19 +41,37 @@ impl Pace {
         Ok(())
     }
 
+    /// Whether `bytes` taken now would fit in the rate before `deadline`; nothing is taken.
+    pub fn fits(&self, bytes: usize, deadline: Instant) -> bool {
+        let caught_up = *self.caught_up.lock().unwrap_or_else(|p| p.into_inner());
+        self.slot(caught_up, bytes, Instant::now())
+            .is_ok_and(|(_, start)| start <= deadline)
+    }
+
     /// The time from which `bytes` may be read, taken at `now` by a caller that gives up at
     /// `deadline`.
     fn schedule(&self, bytes: usize, now: Instant, deadline: Instant) -> Result<Instant, Late> {
-        let cost = Duration::try_from_secs_f64(bytes as f64 / self.bytes_per_second as f64)
-            .map_err(|_| Late)?;
         let mut caught_up = self.caught_up.lock().unwrap_or_else(|p| p.into_inner());
-        let paid = (*caught_up).max(now).checked_add(cost).ok_or(Late)?;
-        let start = paid.checked_sub(BURST).unwrap_or(now).max(now);
+        let (paid, start) = self.slot(*caught_up, bytes, now)?;
         if start > deadline {
             return Err(Late);
         }
         *caught_up = paid;
         Ok(start)
+    }
+
+    /// When `bytes` taken at `now` after the takes `caught_up` accounts for would be paid for, and
+    /// from when they may be read.
+    fn slot(
+        &self,
+        caught_up: Instant,
+        bytes: usize,
+        now: Instant,
+    ) -> Result<(Instant, Instant), Late> {
+        let cost = Duration::try_from_secs_f64(bytes as f64 / self.bytes_per_second as f64)
+            .map_err(|_| Late)?;
+        let paid = caught_up.max(now).checked_add(cost).ok_or(Late)?;
+        Ok((paid, paid.checked_sub(BURST).unwrap_or(now).max(now)))
     }
 }
 
@@ -104,6 +122,18 @@ mod tests {
         assert_eq!(pace.schedule(3 * MIB, now, soon), Err(Late));
         // Nothing was taken: a take within the burst still passes at once.
         assert_eq!(pace.schedule(MIB / 10, now, soon), Ok(now));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn whether_a_take_fits_is_told_without_taking_it() {
+        let pace = Pace::new(MIB as u64);
+        let now = Instant::now();
+        let soon = now + Duration::from_secs(1);
+        assert!(pace.fits(MIB, soon));
+        assert!(!pace.fits(2 * MIB, soon));
+        // Asking took nothing: the whole second's worth is still there to take.
+        assert!(pace.take(MIB, soon).await.is_ok());
+        assert!(!pace.fits(MIB, soon));
     }
 
     #[test]

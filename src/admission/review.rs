@@ -18,6 +18,7 @@ use super::mutate::defaults_patch;
 use super::response::{MAX_MESSAGE_BYTES, Verdict, bounded_join};
 use crate::governance::Guardrails;
 use crate::guardrails::{FieldPath, Finding, Kind, RuleId};
+use crate::iam::json::at;
 
 /// The API group of AdmissionReview.
 const ADMISSION_GROUP: &str = "admission.k8s.io/";
@@ -171,12 +172,6 @@ pub fn answer(
     })
 }
 
-/// The value under the object keys `names` of `value`, in turn (a JSON pointer without its
-/// parsing and unescaping).
-fn at<'v>(value: &'v Value, names: &[&str]) -> Option<&'v Value> {
-    names.iter().try_fold(value, |value, name| value.get(name))
-}
-
 /// The finding for an UPDATE without the stored object: nothing to compare the immutable fields
 /// with, so it is refused (fail closed).
 fn no_stored_object() -> Finding {
@@ -282,10 +277,7 @@ impl Reviewed<'_> {
                 uid: self.uid.clone(),
             });
         };
-        let deleting = object
-            .get("metadata")
-            .and_then(|m| m.get("deletionTimestamp"))
-            .is_some_and(|t| !t.is_null());
+        let deleting = at(object, &["metadata", "deletionTimestamp"]).is_some_and(|t| !t.is_null());
         Ok((!deleting).then_some(object))
     }
 

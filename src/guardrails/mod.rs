@@ -33,6 +33,7 @@ pub use workload::MAX_SERVICE_ACCOUNTS;
 
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::{API_VERSION, AWSProviderSpec, IAMRoleSpec};
@@ -40,6 +41,7 @@ use report::Report;
 
 pub use crate::iam::OWNER_TAG_KEY;
 use crate::iam::arn;
+use crate::iam::json::at;
 use crate::iam::workload_identity::ProviderFacts;
 
 /// The kinds the engine checks.
@@ -150,10 +152,7 @@ impl Engine {
         let mut report = Report::default();
         self.compiled.objects.check(kind, object, report.findings());
         let spec = object.get("spec").unwrap_or(&Value::Null);
-        let metadata = object.get("metadata");
-        let namespace = metadata
-            .and_then(|m| m.get("namespace"))
-            .and_then(Value::as_str);
+        let namespace = at(object, &["metadata", "namespace"]).and_then(Value::as_str);
         // A manifest without a namespace is applied to the current one, `default` unless told.
         let tenant = namespace.unwrap_or("default");
         match kind {
@@ -161,10 +160,11 @@ impl Engine {
                 Ok(spec) => {
                     self.check_role(&spec, namespace, provider, &mut report);
                     let adopt = crate::api::adopt_requested(
-                        metadata
-                            .and_then(|m| m.get("annotations"))
-                            .and_then(|a| a.get(crate::api::ADOPT_ANNOTATION))
-                            .and_then(Value::as_str),
+                        at(
+                            object,
+                            &["metadata", "annotations", crate::api::ADOPT_ANNOTATION],
+                        )
+                        .and_then(Value::as_str),
                     );
                     tenancy::report(
                         self.config.tenancy.role_refusals(&spec, tenant, adopt),
@@ -173,7 +173,7 @@ impl Engine {
                     if let Some(old) = old {
                         let old_spec = old
                             .get("spec")
-                            .and_then(|s| serde_json::from_value::<IAMRoleSpec>(s.clone()).ok());
+                            .and_then(|s| IAMRoleSpec::deserialize(s).ok());
                         match old_spec {
                             Some(old_spec) => {
                                 role::check_immutable(&spec, &old_spec, report.findings());

@@ -1,6 +1,7 @@
 //! The `policy-json` rule's parser: exactly one JSON object, read with serde_json into a [`Value`],
 //! refusing any object that repeats a key (IAM and other parsers would disagree on which value
-//! wins, so a repeated key could slip a grant past the guardrails). Pure.
+//! wins, so a repeated key could slip a grant past the guardrails); and the small readers of JSON
+//! values the checks share. Pure.
 
 use std::fmt;
 
@@ -29,6 +30,12 @@ pub fn parse_object(text: &str) -> Result<Value, String> {
             kind_of(&other)
         )),
     }
+}
+
+/// The value under the object keys `names` of `value`, in turn: a JSON pointer of plain keys,
+/// without parsing and unescaping one (and its allocations) on every lookup.
+pub fn at<'v>(value: &'v Value, names: &[&str]) -> Option<&'v Value> {
+    names.iter().try_fold(value, |value, name| value.get(name))
 }
 
 /// A short English name of a JSON value's type, for messages.
@@ -115,6 +122,23 @@ impl<'de> Visitor<'de> for StrictValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_follows_plain_keys_and_stops_at_anything_else() {
+        let value: Value = serde_json::from_str(
+            r#"{"metadata": {"annotations": {"example.com/a~b": "yes"}, "list": [1]}, "n": 3}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            at(&value, &["metadata", "annotations", "example.com/a~b"]),
+            Some(&Value::from("yes"))
+        );
+        assert_eq!(at(&value, &[]), Some(&value));
+        assert_eq!(at(&value, &["metadata", "missing"]), None);
+        // Not an object on the way: a list is not indexed by a key, a number has no keys.
+        assert_eq!(at(&value, &["metadata", "list", "0"]), None);
+        assert_eq!(at(&value, &["n", "x"]), None);
+    }
 
     #[test]
     fn reads_one_object_and_decodes_escapes() {
