@@ -316,8 +316,7 @@ impl Reviewed<'_> {
             self.object
                 .as_ref()
                 .or(self.old_object.as_ref())
-                .and_then(|o| o.get("metadata"))
-                .and_then(|m| m.get(field))
+                .and_then(|o| at(o, &["metadata", field]))
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };

@@ -71,7 +71,11 @@ impl Kind {
 
     /// The kind of a JSON object, read from its `apiVersion` and `kind` fields.
     pub fn of(object: &Value) -> Option<Kind> {
-        let field = |name| object.get(name).and_then(Value::as_str).unwrap_or_default();
+        let field = |name| {
+            at(object, &[name])
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
         Kind::from_type(field("apiVersion"), field("kind"))
     }
 
@@ -151,7 +155,7 @@ impl Engine {
     ) -> Vec<Finding> {
         let mut report = Report::default();
         self.compiled.objects.check(kind, object, report.findings());
-        let spec = object.get("spec").unwrap_or(&Value::Null);
+        let spec = at(object, &["spec"]).unwrap_or(&Value::Null);
         let namespace = at(object, &["metadata", "namespace"]).and_then(Value::as_str);
         // A manifest without a namespace is applied to the current one, `default` unless told.
         let tenant = namespace.unwrap_or("default");
@@ -171,9 +175,8 @@ impl Engine {
                         report.findings(),
                     );
                     if let Some(old) = old {
-                        let old_spec = old
-                            .get("spec")
-                            .and_then(|s| IAMRoleSpec::deserialize(s).ok());
+                        let old_spec =
+                            at(old, &["spec"]).and_then(|s| IAMRoleSpec::deserialize(s).ok());
                         match old_spec {
                             Some(old_spec) => {
                                 role::check_immutable(&spec, &old_spec, report.findings());

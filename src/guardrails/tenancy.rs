@@ -8,6 +8,8 @@
 //! (`scheme://host:port`, the port always spelt out), so nothing in a URL's user, path or query can
 //! make an endpoint look like an allowed one.
 
+use std::borrow::Cow;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +20,7 @@ use super::document::statements;
 use super::excerpt::quote;
 use super::{FieldPath, Finding, RuleId};
 use crate::api::{ADOPT_ANNOTATION, AWSProviderSpec, IAMRoleSpec};
-use crate::iam::{CredentialForm, DEFAULT_PATH, credential_form};
+use crate::iam::{CredentialForm, DEFAULT_PATH, credential_form, json};
 
 /// The placeholder for the object's namespace in a tenancy pattern.
 pub const NAMESPACE_PLACEHOLDER: &str = "{namespace}";
@@ -294,7 +296,7 @@ fn hand_written_web_identity(document: &str) -> bool {
     statements(&document).any(|statement| {
         statement
             .get("Principal")
-            .and_then(|p| p.get("Federated"))
+            .and_then(|p| json::at(p, &["Federated"]))
             .is_some_and(names_oidc)
             || match statement.get("Action") {
                 Some(Value::String(action)) => is_web_identity(action),
@@ -344,7 +346,17 @@ fn pattern_problem(pattern: &str, endpoint: bool) -> Option<String> {
 fn any_matches(coverage: &mut Coverage, patterns: &[String], namespace: &str, text: &str) -> bool {
     patterns
         .iter()
-        .any(|p| coverage.matches(&p.replace(NAMESPACE_PLACEHOLDER, namespace), text))
+        .any(|p| coverage.matches(&for_namespace(p, namespace), text))
+}
+
+/// `pattern` with [`NAMESPACE_PLACEHOLDER`] replaced by `namespace`; a pattern without it (such as
+/// the default `*`) is used as it is, without a copy on every check.
+fn for_namespace<'p>(pattern: &'p str, namespace: &str) -> Cow<'p, str> {
+    if pattern.contains(NAMESPACE_PLACEHOLDER) {
+        Cow::Owned(pattern.replace(NAMESPACE_PLACEHOLDER, namespace))
+    } else {
+        Cow::Borrowed(pattern)
+    }
 }
 
 /// Whether credentials may be sent to `endpoint`: its origin matches one of the (origin) patterns.
@@ -358,7 +370,7 @@ pub fn endpoint_allowed(
         return false;
     };
     patterns.iter().any(|pattern| {
-        origin_pattern(&pattern.replace(NAMESPACE_PLACEHOLDER, namespace))
+        origin_pattern(&for_namespace(pattern, namespace))
             .is_some_and(|p| coverage.matches(&p, &origin))
     })
 }

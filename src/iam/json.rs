@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::error::Category;
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Parses `text` as exactly one JSON object without repeated keys; the result is always a
@@ -32,10 +33,29 @@ pub fn parse_object(text: &str) -> Result<Value, String> {
     }
 }
 
+/// Objects with at most this many keys are searched key by key instead of by hash.
+const SCANNED_KEYS: usize = 8;
+
 /// The value under the object keys `names` of `value`, in turn: a JSON pointer of plain keys,
 /// without parsing and unescaping one (and its allocations) on every lookup.
 pub fn at<'v>(value: &'v Value, names: &[&str]) -> Option<&'v Value> {
-    names.iter().try_fold(value, |value, name| value.get(name))
+    names
+        .iter()
+        .try_fold(value, |value, name| field(value.as_object()?, name))
+}
+
+/// The value under key `name` of `object`. The objects the checks read most (a statement, a
+/// principal, a document's top level) have a handful of keys: comparing them costs less than
+/// hashing `name` with the map's DoS-resistant hasher. An object with more keys is looked up by
+/// hash, so an object of thousands of keys costs no more per lookup than before.
+pub fn field<'v>(object: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
+    if object.len() <= SCANNED_KEYS {
+        object
+            .iter()
+            .find_map(|(key, value)| (key == name).then_some(value))
+    } else {
+        object.get(name)
+    }
 }
 
 /// A short English name of a JSON value's type, for messages.
@@ -107,13 +127,18 @@ impl<'de> Visitor<'de> for StrictValue {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            if map.contains_key(&key) {
-                return Err(A::Error::custom(format_args!(
-                    "the key {key:?} appears twice in one object; IAM and other readers may each pick a different value"
-                )));
+            // One hash of the key: the entry both tells a repeated key and takes the value.
+            match map.entry(key) {
+                Entry::Occupied(repeated) => {
+                    return Err(A::Error::custom(format_args!(
+                        "the key {:?} appears twice in one object; IAM and other readers may each pick a different value",
+                        repeated.key()
+                    )));
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(access.next_value_seed(StrictValue)?);
+                }
             }
-            let value = access.next_value_seed(StrictValue)?;
-            map.insert(key, value);
         }
         Ok(Value::Object(map))
     }
@@ -138,6 +163,25 @@ mod tests {
         // Not an object on the way: a list is not indexed by a key, a number has no keys.
         assert_eq!(at(&value, &["metadata", "list", "0"]), None);
         assert_eq!(at(&value, &["n", "x"]), None);
+    }
+
+    #[test]
+    fn field_finds_what_get_finds_in_small_and_large_objects() {
+        for keys in [0, 1, SCANNED_KEYS, SCANNED_KEYS + 1, 1_000] {
+            let object: Map<String, Value> = (0..keys)
+                .map(|i| (format!("k{i}"), Value::from(i)))
+                .collect();
+            for name in ["k0", "k7", "k8", "k999", "missing", "", "K0", "k0 "] {
+                assert_eq!(
+                    field(&object, name),
+                    object.get(name),
+                    "{keys} keys, {name:?}"
+                );
+            }
+        }
+        // A key repeated in the text is held once, with its last value: both reads agree on it.
+        let repeated: Value = serde_json::from_str(r#"{"a": 1, "b": 2, "a": 3}"#).unwrap();
+        assert_eq!(at(&repeated, &["a"]), Some(&Value::from(3)));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use jsonschema::error::{ValidationError, ValidationErrorKind};
 use serde_json::Value;
 
 use super::super::{FieldPath, Finding, RuleId, SchemaError};
-use super::json::kind_of;
+use super::json::{self, kind_of};
 use super::quote;
 
 const TRUST_SCHEMA: &str = include_str!("../../../policies/trust-policy.schema.json");
@@ -66,7 +66,7 @@ impl Grammar {
     /// Adds a `policy-grammar` finding for every place `document` (a JSON object) leaves the
     /// grammar, and a warning when it has no `Version`.
     pub fn check(&self, document: &Value, root: &FieldPath, out: &mut Vec<Finding>) {
-        if document.get("Version").is_none() {
+        if json::at(document, &["Version"]).is_none() {
             out.push(Finding::warn(
                 RuleId::PolicyGrammar,
                 &root.field("Version"),
@@ -77,7 +77,7 @@ impl Grammar {
             return;
         }
         let mut pending = Vec::new();
-        match document.get("Statement") {
+        match json::at(document, &["Statement"]) {
             Some(Value::Array(statements)) if statements.len() > STATEMENT_WINDOW => {
                 self.check_by_window(document, statements, root, &mut pending)
             }

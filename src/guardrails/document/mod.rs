@@ -110,7 +110,7 @@ impl PolicyChecker {
                 // Who trusts the role is decided on its statements together.
                 let mut statements = Vec::new();
                 for document in &documents {
-                    match document.get("Statement") {
+                    match json::at(document, &["Statement"]) {
                         Some(Value::Array(items)) => {
                             statements.extend(items.iter().take(model::MAX_STATEMENTS).cloned())
                         }

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::super::FieldPath;
 use super::super::config::{IAM_MAX_ARN_LENGTH, IAM_MAX_INLINE_POLICIES_SIZE, MAX_ACTION_LENGTH};
 use super::glob::Coverage;
+use crate::iam::json;
 
 /// The shortest statement IAM accepts, with the comma separating it from the next.
 const SHORTEST_STATEMENT: &str = r#"{"Effect":"Deny","Action":"*","Resource":"*"},"#;
@@ -26,7 +27,7 @@ pub struct Statement<'a> {
 
 /// The statements of a document that are objects, in order.
 pub fn statements(document: &Map<String, Value>) -> impl Iterator<Item = Statement<'_>> {
-    let (single, list) = match document.get("Statement") {
+    let (single, list) = match json::field(document, "Statement") {
         Some(Value::Object(fields)) => (
             Some(Statement {
                 index: None,
@@ -63,22 +64,22 @@ impl<'a> Statement<'a> {
 
     /// Whether `Effect` is exactly `Allow`.
     pub fn is_allow(&self) -> bool {
-        self.fields.get("Effect").and_then(Value::as_str) == Some("Allow")
+        json::field(self.fields, "Effect").and_then(Value::as_str) == Some("Allow")
     }
 
     /// Whether the statement has the element `name`, whatever its value.
     pub fn has(&self, name: &str) -> bool {
-        self.fields.contains_key(name)
+        json::field(self.fields, name).is_some()
     }
 
     /// The raw value of element `name`.
     pub fn get(&self, name: &str) -> Option<&'a Value> {
-        self.fields.get(name)
+        json::field(self.fields, name)
     }
 
     /// The string values of a string-or-list element such as `Action` or `Resource`.
     pub fn values(&self, name: &'static str) -> Option<Values<'a>> {
-        Values::of(name, self.fields.get(name)?)
+        Values::of(name, json::field(self.fields, name)?)
     }
 
     /// What the statement's `Action` or `NotAction` names.
@@ -100,7 +101,7 @@ impl<'a> Statement<'a> {
 
     /// The `Condition` block, when it is an object.
     pub fn condition(&self) -> Option<&'a Map<String, Value>> {
-        self.fields.get("Condition").and_then(Value::as_object)
+        json::field(self.fields, "Condition").and_then(Value::as_object)
     }
 }
 
@@ -202,7 +203,7 @@ pub fn length_within(text: &str, max: usize) -> bool {
 
 /// The number of statements of a document, examined or not.
 pub fn statement_count(document: &Map<String, Value>) -> usize {
-    match document.get("Statement") {
+    match json::field(document, "Statement") {
         Some(Value::Array(items)) => items.len(),
         Some(_) => 1,
         None => 0,
@@ -230,7 +231,7 @@ impl<'a> Principal<'a> {
     /// The values of principal type `kind` (`AWS`, `Federated`, ...).
     pub fn values(&self, kind: &'static str) -> Option<Values<'a>> {
         match self {
-            Principal::Typed(map) => Values::of(kind, map.get(kind)?),
+            Principal::Typed(map) => Values::of(kind, json::field(map, kind)?),
             Principal::Text(_) => None,
         }
     }

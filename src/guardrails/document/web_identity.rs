@@ -13,6 +13,7 @@ use super::super::{Config, FieldPath, Finding, RuleId, Severity, arn};
 use super::TrustedBy;
 use super::model::{Principal, Statement, statements};
 use super::statement::Operator;
+use crate::iam::json;
 
 /// A web identity provider IAM knows by domain name, and the condition keys naming its audience.
 struct PublicProvider {
@@ -129,7 +130,7 @@ pub fn trusted_by(document: &Map<String, Value>, config: &Config) -> TrustedBy {
         let Some(Principal::Typed(principal)) = Principal::of(&statement, "Principal") else {
             return false;
         };
-        let Some(Value::String(provider)) = principal.get("Federated") else {
+        let Some(Value::String(provider)) = json::field(principal, "Federated") else {
             return false;
         };
         let Some(host) = oidc_host(provider) else {
