@@ -10,7 +10,7 @@ KUBE_VERSION ?= v1.34.4
 export INFRA_OPERATOR_CACHE := $(CACHE)
 export KUBE_VERSION
 
-.PHONY: build test unit fmt fmt-check lint crds run tools bench bench-scale bench-floor bench-soak clean
+.PHONY: build test unit fmt fmt-check lint crds run tools bench bench-instructions bench-scale bench-floor bench-soak clean
 
 build:
 	$(CARGO) build --release
@@ -63,6 +63,21 @@ bench:
 # vegeta (built once from the Go module proxy) on CPU 1; about 2 minutes (FLOOR_SECONDS, FLOOR_REPEATS).
 bench-floor:
 	$(CARGO) bench --bench admission_floor
+
+# Instructions one review costs the webhook (review::answer on the example roles as kubectl sends
+# them, per endpoint), counted by valgrind's callgrind: steady where time on a shared machine is not.
+# Needs valgrind (Debian package `valgrind`); about a minute.
+ROUNDS ?= 100
+bench-instructions:
+	$(CARGO) build --release --example review_instructions
+	@for endpoint in validate mutate; do \
+	  count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+	    $(TARGET_DIR)/release/examples/review_instructions $$1 $$endpoint 2>&1 >/dev/null \
+	    | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }; \
+	  base=$$(count 0); total=$$(count $(ROUNDS)); \
+	  reviews=$$($(TARGET_DIR)/release/examples/review_instructions 1 $$endpoint | cut -d' ' -f1); \
+	  echo "$$endpoint: $$(( (total - base) / ($(ROUNDS) * reviews) )) instructions per review"; \
+	done
 
 # The reconciler at scale on the local stack (SCALE_ROLES, SCALE_CACHED, SCALE_CONCURRENCY); minutes.
 bench-scale: tools
