@@ -3,7 +3,9 @@
 //! full of bad statements; a policy padded past IAM's 131,072 characters). Also the costliest
 //! reviews the webhook checks on its async workers: whole AdmissionReview bodies of at most
 //! `INLINE_BODY_BYTES`, each as full of one costly construct as that size allows, answered by
-//! `review::answer` (parsing included).
+//! `review::answer` (parsing included), and the reviews of every example IAMRole as the API server
+//! sends them after `kubectl apply` (managed fields and last-applied annotation included), answered
+//! by `review::answer` on both endpoints: the webhook's own cost per review, without TLS or HTTP.
 
 use std::fs;
 use std::hint::black_box;
@@ -20,6 +22,11 @@ use serde_json::{Value, json};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+
+// The same bodies the floor harness sends; this bench reads only the reviews.
+#[allow(dead_code)]
+#[path = "admission_floor/corpus.rs"]
+mod corpus;
 
 fn examples() -> Vec<(String, Value)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples");
@@ -297,6 +304,31 @@ fn bench_engine(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    let corpus = corpus::Corpus::from_examples().expect("the examples make reviews");
+    for (endpoint, group_name) in [
+        (Endpoint::Validate, "kubectl-review/validate"),
+        (Endpoint::Mutate, "kubectl-review/mutate"),
+    ] {
+        let mut group = c.benchmark_group(group_name);
+        for review in &corpus.reviews {
+            let answer = review::answer(&guardrails, endpoint, &review.body).expect("a review");
+            assert!(
+                answer.verdict.refusal.is_none(),
+                "{} refused: {:?}",
+                review.name,
+                answer.verdict.refusal
+            );
+            group.throughput(Throughput::Bytes(review.body.len() as u64));
+            group.bench_function(&review.name, |b| {
+                b.iter(|| {
+                    let answer = review::answer(&guardrails, endpoint, black_box(&review.body));
+                    black_box(answer.expect("an AdmissionReview"))
+                })
+            });
+        }
+        group.finish();
+    }
 }
 
 criterion_group!(benches, bench_engine);

@@ -34,7 +34,7 @@ use anyhow::{Context, bail, ensure};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::{http1, http2};
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{CONNECTION, CONTENT_TYPE, HOST};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use infra_operator::admission::{self, AdmissionMetrics, Limits, WebhookConfig};
@@ -421,6 +421,8 @@ enum Failure {
     Status(StatusCode, String),
     #[error("HTTP 503: no memory for another large body now")]
     Busy,
+    #[error("closed by the server before the body was sent (a large body refused up front)")]
+    Unread,
     #[error("refused: its checks overran the review deadline")]
     Overdue,
     #[error("wrong answer: {0}")]
@@ -515,6 +517,26 @@ impl Sender {
             Sender::Http2(sender) => Some(Sender::Http2(sender.clone())),
         }
     }
+}
+
+/// Why sending `prepared` failed. A large body the webhook refuses up front is answered 503 and its
+/// connection closed before the body is read, so the client's write breaks first and the answer is
+/// never seen: for a review that may be answered 503, that is an expected refusal, not an error.
+fn sending_failed(prepared: &Prepared, error: &hyper::Error) -> Failure {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            let closed = matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            );
+            if closed && prepared.busy_ok {
+                return Failure::Unread;
+            }
+        }
+        source = cause.source();
+    }
+    Failure::Request(error.to_string())
 }
 
 /// The CA of the test certificate as rustls roots.
@@ -661,15 +683,20 @@ impl Lane {
         let response = sender
             .send(request)
             .await
-            .map_err(|e| Failure::Request(e.to_string()))?;
+            .map_err(|e| sending_failed(&prepared, &e))?;
         let status = response.status();
+        // A server that says it closes the connection has closed it: the next request opens one.
+        let closing = response
+            .headers()
+            .get(CONNECTION)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"close"));
         let body = response
             .into_body()
             .collect()
             .await
             .map_err(|e| Failure::Request(format!("body: {e}")))?
             .to_bytes();
-        if self.keep_alive {
+        if self.keep_alive && !closing {
             self.sender = Some(sender);
         }
         check(&prepared, status, &body)
@@ -787,6 +814,8 @@ struct Tally {
     overdue: u64,
     /// Acceptable 503 answers (no memory for another large body), neither answers nor errors.
     busy: u64,
+    /// Large bodies refused up front: the connection closed before they were sent. Acceptable.
+    unread: u64,
     first_error: Option<String>,
     last_done: Option<Instant>,
 }
@@ -802,6 +831,7 @@ impl Tally {
                 self.last_done = Some(done);
             }
             Err(Failure::Busy) => self.busy += 1,
+            Err(Failure::Unread) => self.unread += 1,
             Err(failure) => {
                 self.errors += 1;
                 if matches!(failure, Failure::Overdue) {
@@ -820,6 +850,7 @@ impl Tally {
         self.errors += other.errors;
         self.wrong += other.wrong;
         self.busy += other.busy;
+        self.unread += other.unread;
         self.overdue += other.overdue;
         if self.first_error.is_none() {
             self.first_error = other.first_error;

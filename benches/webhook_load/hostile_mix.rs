@@ -450,7 +450,7 @@ pub async fn bench(
         PROBE_INTERVAL.as_millis(),
     );
     println!(
-        "| hostile part | seed answers | seed errors (of which overdue) | seed p50 | seed p99 | seed max | worst reviews: refused / 503 / errors | worst p50 / max | held silent: opened / closed by server | held dripping: opened / closed | probes (failed) | probe p99 | probe max | webhook CPU | peak RSS | RSS after |"
+        "| hostile part | seed answers | seed errors (of which overdue) | seed p50 | seed p99 | seed max | worst reviews: refused / 503 / closed unread / errors | worst p50 / max | held silent: opened / closed by server | held dripping: opened / closed | probes (failed) | probe p99 | probe max | webhook CPU | peak RSS | RSS after |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut wrong = 0;
@@ -473,7 +473,7 @@ pub async fn bench(
         let mib = |m: Option<f64>| m.map_or_else(|| "n/a".to_owned(), |m| format!("{m:.0} MiB"));
         let since = if row.peak_reset { "" } else { " (since start)" };
         println!(
-            "| {} | {} | {} ({}) | {} | {} | {} | {} / {} / {} | {} / {} | {} / {} | {} / {} | {} ({}) | {} | {} | {} | {}{since} | {} |",
+            "| {} | {} | {} ({}) | {} | {} | {} | {} / {} / {} / {} | {} / {} | {} / {} | {} / {} | {} ({}) | {} | {} | {} | {}{since} | {} |",
             if row.hostile { "yes" } else { "no" },
             seed.len(),
             row.seed.errors,
@@ -483,6 +483,7 @@ pub async fn bench(
             millis(seed.last().copied().unwrap_or(0)),
             worst.len(),
             row.worst.busy,
+            row.worst.unread,
             row.worst.errors,
             millis(percentile(worst, 0.5)),
             millis(worst.last().copied().unwrap_or(0)),
