@@ -37,6 +37,7 @@ use hyper::client::conn::{http1, http2};
 use hyper::header::{CONNECTION, CONTENT_TYPE, HOST};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use infra_operator::admission::limits::SMALL_BODY_BYTES;
 use infra_operator::admission::{self, AdmissionMetrics, Limits, WebhookConfig};
 use infra_operator::certs::write_certs;
 use infra_operator::guardrails::{Config, Engine, Kind};
@@ -521,8 +522,10 @@ impl Sender {
 
 /// Why sending `prepared` failed. A large body the webhook refuses up front is answered 503 and its
 /// connection closed before the body is read, so the client's write breaks first and the answer is
-/// never seen: for a review that may be answered 503, that is an expected refusal, not an error.
+/// never seen: for a large review that may be answered 503, that is an expected refusal, not an
+/// error. A smaller body is never refused before it is read, so a broken write is an error there.
 fn sending_failed(prepared: &Prepared, error: &hyper::Error) -> Failure {
+    let refusable = prepared.busy_ok && prepared.body.len() > SMALL_BODY_BYTES;
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
@@ -530,7 +533,7 @@ fn sending_failed(prepared: &Prepared, error: &hyper::Error) -> Failure {
                 io.kind(),
                 std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
             );
-            if closed && prepared.busy_ok {
+            if closed && refusable {
                 return Failure::Unread;
             }
         }

@@ -433,7 +433,7 @@ fn shown(patterns: &[String], namespace: &str) -> String {
     }
     patterns
         .iter()
-        .map(|p| format!("`{}`", p.replace(NAMESPACE_PLACEHOLDER, namespace)))
+        .map(|p| format!("`{}`", for_namespace(p, namespace)))
         .collect::<Vec<_>>()
         .join(", ")
 }
