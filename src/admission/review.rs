@@ -261,7 +261,13 @@ impl Reviewed<'_> {
         if self.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
             return None;
         }
-        Kind::from_type(&format!("{}/{}", gvk.group, gvk.version), &gvk.kind)
+        // `group/version` compared in place, without writing it out.
+        let api_version = crate::api::API_VERSION;
+        let ours = api_version.len() == gvk.group.len() + 1 + gvk.version.len()
+            && api_version.starts_with(&*gvk.group)
+            && api_version.ends_with(&*gvk.version)
+            && api_version.as_bytes()[gvk.group.len()] == b'/';
+        Kind::from_type(if ours { api_version } else { "" }, &gvk.kind)
     }
 
     /// The object to check or default: present on CREATE and UPDATE, except on an UPDATE of an object
@@ -383,6 +389,36 @@ mod tests {
 
     fn iamrole_kind() -> Value {
         json!({"group": "aws-infra-operator.runner.codes", "version": "v1alpha1", "kind": "IAMRole"})
+    }
+
+    #[test]
+    fn only_our_group_and_version_are_our_kinds() {
+        let kind_of = |group: &str, version: &str, kind: &str| {
+            let gvk = json!({"group": group, "version": version, "kind": kind});
+            let body = review("CREATE", gvk, json!({}), Value::Null);
+            parse(&body).unwrap().kind()
+        };
+        let group = "aws-infra-operator.runner.codes";
+        assert_eq!(kind_of(group, "v1alpha1", "IAMRole"), Some(Kind::IAMRole));
+        assert_eq!(
+            kind_of(group, "v1alpha1", "AWSProvider"),
+            Some(Kind::AWSProvider)
+        );
+        for (group, version) in [
+            (group, "v1"),
+            (group, "v1alpha1 "),
+            ("aws-infra-operator.runner.code", "sv1alpha1"),
+            ("aws-infra-operator.runner.codes/v1", "lpha1"),
+            ("aws-infra-operator.runner.codes/v1alpha1", ""),
+            ("", "aws-infra-operator.runner.codes/v1alpha1"),
+            ("other.example", "v1alpha1"),
+        ] {
+            assert_eq!(
+                kind_of(group, version, "IAMRole"),
+                None,
+                "{group} {version}"
+            );
+        }
     }
 
     fn response(answer: &Answer) -> &Verdict {

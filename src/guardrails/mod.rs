@@ -219,13 +219,12 @@ impl Engine {
         report: &mut Report,
     ) {
         role::check_role(spec, namespace, &self.config, report.findings());
-        let spec_path = FieldPath::root("spec");
         let tenant = namespace.unwrap_or("default");
         let generated = workload::check(spec, tenant, provider, report.findings());
-        let generated_path = spec_path.field("workloadIdentity");
+        let generated_path = FieldPath::fixed("spec.workloadIdentity");
         let trusted_by = self.compiled.policies.check_effective_trust(
             spec.assume_role_policy_document.as_deref(),
-            &spec_path.field("assumeRolePolicyDocument"),
+            &FieldPath::fixed("spec.assumeRolePolicyDocument"),
             generated.as_deref().map(|text| (text, &generated_path)),
             &self.config,
             report.findings(),
@@ -233,14 +232,13 @@ impl Engine {
         report.trim();
         let mut documents = Vec::new();
         for (i, policy) in spec.inline_policies.iter().flatten().enumerate() {
-            let path = spec_path
-                .field("inlinePolicies")
+            let path = FieldPath::fixed("spec.inlinePolicies")
                 .index(i)
                 .field("policyDocument");
             documents.push((path, policy.policy_document.as_str()));
         }
         if let Some(policy) = &spec.inline_policy {
-            let path = spec_path.field("inlinePolicy").field("policyDocument");
+            let path = FieldPath::fixed("spec.inlinePolicy.policyDocument");
             documents.push((path, policy.policy_document.as_str()));
         }
         self.compiled

@@ -13,19 +13,24 @@ const MAX_SEGMENT: usize = 320;
 
 /// An exact path to a field of an object or of a policy document inside it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct FieldPath(String);
+pub struct FieldPath(Cow<'static, str>);
 
 impl FieldPath {
     /// A path starting at a top-level field, such as `spec`.
     pub fn root(name: &str) -> Self {
-        FieldPath(name.to_owned())
+        FieldPath(Cow::Owned(name.to_owned()))
+    }
+
+    /// A path written out in full (`spec.roleName`), held without a copy.
+    pub const fn fixed(path: &'static str) -> Self {
+        FieldPath(Cow::Borrowed(path))
     }
 
     /// The path of a named child field (`a.b`).
     pub fn field(&self, name: &str) -> Self {
         let name = segment(name);
         if self.0.is_empty() {
-            return FieldPath(name.into_owned());
+            return FieldPath(Cow::Owned(name.into_owned()));
         }
         self.extended(&[".", &name])
     }
@@ -60,7 +65,7 @@ impl FieldPath {
         for part in parts {
             path.push_str(part);
         }
-        FieldPath(path)
+        FieldPath(Cow::Owned(path))
     }
 
     /// The path as text.
@@ -109,6 +114,14 @@ mod tests {
             "spec.tags[Team]"
         );
         assert_eq!(FieldPath::default().field("spec").as_str(), "spec");
+        assert_eq!(
+            FieldPath::fixed("spec.roleName"),
+            FieldPath::root("spec").field("roleName")
+        );
+        assert_eq!(
+            FieldPath::fixed("spec.tags").key("Team").as_str(),
+            "spec.tags[Team]"
+        );
         let root = FieldPath::root("a");
         for (i, text) in [
             (0, "a[0]"),

@@ -33,49 +33,54 @@ pub fn check_role(
     config: &Config,
     out: &mut Vec<Finding>,
 ) {
-    let spec_path = FieldPath::root("spec");
+    let spec_path = FieldPath::fixed("spec");
     check_name(
         RuleId::RoleName,
         "roleName",
         &spec.role_name,
         MAX_ROLE_NAME,
-        &spec_path.field("roleName"),
+        &FieldPath::fixed("spec.roleName"),
         out,
     );
     if let Some(path) = &spec.path {
-        check_path(path, &spec_path.field("path"), out);
+        check_path(path, &FieldPath::fixed("spec.path"), out);
     }
     if let Some(description) = &spec.description {
-        check_description(description, &spec_path.field("description"), out);
+        check_description(description, &FieldPath::fixed("spec.description"), out);
     }
     if let Some(seconds) = spec.max_session_duration {
         check_session_duration(
             seconds,
             &config.max_session_duration,
-            &spec_path.field("maxSessionDuration"),
+            &FieldPath::fixed("spec.maxSessionDuration"),
             out,
         );
     }
     tags::check_tags(
         spec.tags.as_ref(),
         &config.default_tags,
-        &spec_path.field("tags"),
+        &FieldPath::fixed("spec.tags"),
         out,
     );
     if let Some(arns) = &spec.managed_policy_arns {
-        check_managed_policies(arns, config, &spec_path.field("managedPolicyArns"), out);
+        check_managed_policies(
+            arns,
+            config,
+            &FieldPath::fixed("spec.managedPolicyArns"),
+            out,
+        );
     }
     check_boundary(
         spec.permissions_boundary.as_deref(),
         &config.permissions_boundary,
-        &spec_path.field("permissionsBoundary"),
+        &FieldPath::fixed("spec.permissionsBoundary"),
         out,
     );
     check_inline_policy_names(spec, &spec_path, out);
     check_provider_ref(
         &spec.provider_ref,
         namespace,
-        &spec_path.field("providerRef"),
+        &FieldPath::fixed("spec.providerRef"),
         out,
     );
 }

@@ -51,11 +51,11 @@ pub(super) fn check_tags(
     }
     let mut seen: HashMap<String, &str> = HashMap::new();
     for (key, value) in tags {
-        let key_path = path.key(key);
-        let mut deny = |message: String| out.push(Finding::deny(RuleId::Tags, &key_path, message));
+        let mut deny =
+            |message: String| out.push(Finding::deny(RuleId::Tags, &path.key(key), message));
         check_text("key", key, 1, MAX_KEY_CHARS, &mut deny);
         check_text("value", value, 0, MAX_VALUE_CHARS, &mut deny);
-        let folded = key.to_lowercase();
+        let folded = fold_case(key);
         if is_aws_tag(key) {
             deny(format!(
                 "tag key {} starts with `aws:`, which is reserved for AWS; rename the tag",
@@ -78,6 +78,27 @@ pub(super) fn check_tags(
     }
 }
 
+/// Whether `text` holds only IAM's tag characters: ASCII text is checked byte by byte (its letters,
+/// digits and space are the ASCII members of the pattern's classes), the rest by the pattern.
+fn is_tag_text(text: &str) -> bool {
+    if text.is_ascii() {
+        return text
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b" _.:/=+-@".contains(&c));
+    }
+    TAG_TEXT.is_match(text)
+}
+
+/// `key` lower-cased as IAM compares tag keys (`str::to_lowercase`), without the Unicode tables
+/// for ASCII keys.
+fn fold_case(key: &str) -> String {
+    if key.is_ascii() {
+        key.to_ascii_lowercase()
+    } else {
+        key.to_lowercase()
+    }
+}
+
 /// Checks a tag key or value against IAM's length and character set.
 fn check_text(what: &str, text: &str, min: usize, max: usize, deny: &mut impl FnMut(String)) {
     let chars = text.chars().count();
@@ -91,7 +112,7 @@ fn check_text(what: &str, text: &str, min: usize, max: usize, deny: &mut impl Fn
             quote(text)
         ));
     }
-    if !TAG_TEXT.is_match(text) {
+    if !is_tag_text(text) {
         let bad = text
             .chars()
             .find(|c| !TAG_TEXT.is_match(c.encode_utf8(&mut [0; 4])))
@@ -126,6 +147,29 @@ mod tests {
         (0..n)
             .map(|i| (format!("key{i:02}"), "v".to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn ascii_text_is_judged_as_the_pattern_judges_it() {
+        for byte in 0..=127u8 {
+            let one = char::from(byte).to_string();
+            let text = format!("Key-{one}-9");
+            assert_eq!(is_tag_text(&one), TAG_TEXT.is_match(&one), "{byte:#04x}");
+            assert_eq!(is_tag_text(&text), TAG_TEXT.is_match(&text), "{text:?}");
+        }
+        for text in [
+            "Équipe",
+            "naïve key",
+            "a\u{a0}b",
+            "a\u{2028}b",
+            "ключ",
+            "日本",
+        ] {
+            assert_eq!(is_tag_text(text), TAG_TEXT.is_match(text), "{text:?}");
+        }
+        assert!(!is_tag_text("a\tb"));
+        assert_eq!(fold_case("CostCenter"), "costcenter");
+        assert_eq!(fold_case("ΣΑΣ"), "ΣΑΣ".to_lowercase());
     }
 
     fn paths(tags: &BTreeMap<String, String>, defaults: &BTreeMap<String, String>) -> Vec<String> {

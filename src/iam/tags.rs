@@ -34,6 +34,9 @@ pub fn is_operator_tag(key: &str) -> bool {
 
 /// Tag keys equal for IAM (which compares them ignoring case).
 pub fn same_tag_key(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
     a.to_lowercase() == b.to_lowercase()
 }
 
@@ -103,6 +106,8 @@ mod tests {
         assert!(!is_aws_tag("é"));
         assert!(same_tag_key("CostCenter", "costcenter"));
         assert!(!same_tag_key("CostCenter", "Cost-Center"));
+        assert!(same_tag_key("ÉQUIPE", "équipe"));
+        assert!(!same_tag_key("équipe", "equipe"));
         assert!(is_operator_tag(&OWNER_TAG_KEY.to_uppercase()));
         assert!(is_operator_tag(POLICIES_TAG_KEY));
         assert!(!is_operator_tag("owner"));

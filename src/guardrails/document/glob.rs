@@ -45,6 +45,9 @@ impl Coverage {
         if !starts_with_ignore_case(text.as_bytes(), prefix) {
             return false;
         }
+        if only_stars(&pattern[prefix.len()..]) {
+            return true;
+        }
         self.run(
             pattern,
             text.bytes().map(|c| Token::Byte(c.to_ascii_lowercase())),
@@ -58,15 +61,20 @@ impl Coverage {
 
     /// Like [`Coverage::covers`], for a covered pattern given as consecutive parts.
     pub fn covers_parts(&mut self, pattern: &str, covered: &[&str]) -> bool {
-        if !has_wildcard(pattern) {
+        let prefix = literal_prefix(pattern);
+        if prefix.len() == pattern.len() {
             let mut rest = pattern.as_bytes();
             for part in covered {
-                if has_wildcard(part) || !starts_with_ignore_case(rest, part.as_bytes()) {
+                if !starts_with_ignore_case(rest, part.as_bytes()) || has_wildcard(part) {
                     return false;
                 }
                 rest = &rest[part.len()..];
             }
             return rest.is_empty();
+        }
+        if only_stars(&pattern[prefix.len()..]) {
+            // `prefix*`: it covers whatever spells `prefix` first, in letters.
+            return covered_starts_with(covered, prefix);
         }
         let tokens = covered
             .iter()
@@ -252,6 +260,30 @@ fn starts_with_ignore_case(text: &[u8], prefix: &[u8]) -> bool {
     text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
+/// Whether `rest` of a pattern is one or more `*` and nothing else.
+fn only_stars(rest: &str) -> bool {
+    !rest.is_empty() && rest.bytes().all(|c| c == b'*')
+}
+
+/// Whether the pattern made of `parts` in a row starts with the letters `prefix` (no wildcard
+/// among its first `prefix.len()` bytes), ASCII case-insensitively.
+fn covered_starts_with(parts: &[&str], prefix: &[u8]) -> bool {
+    let mut rest = prefix;
+    for part in parts {
+        if rest.is_empty() {
+            break;
+        }
+        let take = part.len().min(rest.len());
+        let head = &part.as_bytes()[..take];
+        if head.iter().any(|&c| c == b'*' || c == b'?') || !head.eq_ignore_ascii_case(&rest[..take])
+        {
+            return false;
+        }
+        rest = &rest[take..];
+    }
+    rest.is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -413,6 +445,21 @@ mod tests {
                 Coverage::default().matches(&p, &t),
                 brute_matches(p.as_bytes(), t.as_bytes())
             );
+        }
+
+        #[test]
+        fn a_prefix_and_a_star_match_and_cover_as_any_pattern_does(prefix in "[abAB:]{0,4}",
+                stars in 1..3usize, b in pattern(), t in text(), cut in 0..8usize) {
+            let a = format!("{prefix}{}", "*".repeat(stars));
+            prop_assert_eq!(
+                Coverage::default().matches(&a, &t),
+                brute_matches(a.as_bytes(), t.as_bytes())
+            );
+            let witness = b.replace('*', &"\u{7f}".repeat(a.len() + 1)).replace('?', "\u{7f}");
+            let expected = brute_matches(a.as_bytes(), witness.as_bytes());
+            prop_assert_eq!(Coverage::default().covers(&a, &b), expected);
+            let cut = cut.min(b.len());
+            prop_assert_eq!(Coverage::default().covers_parts(&a, &[&b[..cut], &b[cut..]]), expected);
         }
 
         #[test]
