@@ -4,7 +4,8 @@
 //! [`HELD`] connections held open (half TLS-connected and silent, half sending a body one byte at a
 //! time, each opened again [`REOPEN_PAUSE`] after the server closes it). Reports the seed reviews'
 //! latency, the probes' latency, what the worst reviews got, the webhook's CPU while the load runs
-//! (which the host's noise moves far less than latency) and the process's peak resident memory
+//! (which the host's noise moves far less than latency), the time the hypervisor stole meanwhile
+//! (what moves latency most on a shared host) and the process's peak resident memory
 //! (`VmHWM`, reset before each phase through `/proc/self/clear_refs`). Network I/O on 127.0.0.1
 //! only.
 
@@ -283,6 +284,22 @@ impl Measured {
     }
 }
 
+/// Steal time and all time of all CPUs together since boot, in clock ticks (`/proc/stat`'s `cpu`
+/// line): how much of the machine the hypervisor gave to others, which moves latency on a shared
+/// host far more than anything measured here.
+fn steal_ticks() -> Option<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let steal = *ticks.get(7)?;
+    Some((steal, ticks.iter().sum()))
+}
+
 /// A `kB` field of a `/proc/<pid>/status` file, in MiB.
 fn status_mib(file: &str, field: &str) -> Option<f64> {
     let status = fs::read_to_string(file).ok()?;
@@ -301,6 +318,8 @@ struct MixRow {
     probes: Probes,
     /// The webhook's CPU time while the load ran, as a share of one CPU.
     webhook_cpu: Option<f64>,
+    /// The share of all CPUs' time the hypervisor stole while the load ran.
+    steal: Option<f64>,
     /// Peak and final resident memory of the process, MiB (peak since the phase began when the
     /// kernel let it be reset, else since the process began).
     peak_rss: Option<f64>,
@@ -370,6 +389,7 @@ async fn phase(
     let probing = Arc::new(AtomicBool::new(false));
     let prober = probe_loop(admin, Arc::clone(&probing))?;
     let (cpu_before, load_began) = (measured.webhook_cpu(), Instant::now());
+    let steal_before = steal_ticks();
     let (seed, worst_tally) =
         tokio::join!(open_loop(seed_lanes, workload, SEED_RATE, length), async {
             if hostile {
@@ -383,6 +403,13 @@ async fn phase(
         .map(|(before, after)| {
             after.saturating_sub(before) as f64 / load_began.elapsed().as_nanos().max(1) as f64
         });
+    let steal =
+        steal_before
+            .zip(steal_ticks())
+            .map(|((stolen, all), (stolen_after, all_after))| {
+                stolen_after.saturating_sub(stolen) as f64
+                    / all_after.saturating_sub(all).max(1) as f64
+            });
     probing.store(true, Ordering::Relaxed);
     stop.cancel();
     for holder in holders {
@@ -407,6 +434,7 @@ async fn phase(
         }),
         probes,
         webhook_cpu,
+        steal,
         peak_rss,
         peak_reset,
         rss_after: measured.status_mib("VmRSS:"),
@@ -450,9 +478,9 @@ pub async fn bench(
         PROBE_INTERVAL.as_millis(),
     );
     println!(
-        "| hostile part | seed answers | seed errors (of which overdue) | seed p50 | seed p99 | seed max | worst reviews: refused / 503 / closed unread / errors | worst p50 / max | held silent: opened / closed by server | held dripping: opened / closed | probes (failed) | probe p99 | probe max | webhook CPU | peak RSS | RSS after |"
+        "| hostile part | seed answers | seed errors (of which overdue) | seed p50 | seed p99 | seed max | worst reviews: refused / 503 / closed unread / errors | worst p50 / max | held silent: opened / closed by server | held dripping: opened / closed | probes (failed) | probe p99 | probe max | webhook CPU | steal | peak RSS | RSS after |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut wrong = 0;
     for row in &mut rows {
         for (what, tally) in [("seed reviews", &row.seed), ("worst reviews", &row.worst)] {
@@ -473,7 +501,7 @@ pub async fn bench(
         let mib = |m: Option<f64>| m.map_or_else(|| "n/a".to_owned(), |m| format!("{m:.0} MiB"));
         let since = if row.peak_reset { "" } else { " (since start)" };
         println!(
-            "| {} | {} | {} ({}) | {} | {} | {} | {} / {} / {} / {} | {} / {} | {} / {} | {} / {} | {} ({}) | {} | {} | {} | {}{since} | {} |",
+            "| {} | {} | {} ({}) | {} | {} | {} | {} / {} / {} / {} | {} / {} | {} / {} | {} / {} | {} ({}) | {} | {} | {} | {} | {}{since} | {} |",
             if row.hostile { "yes" } else { "no" },
             seed.len(),
             row.seed.errors,
@@ -496,6 +524,10 @@ pub async fn bench(
             millis(percentile(probes, 0.99)),
             millis(probes.last().copied().unwrap_or(0)),
             row.webhook_cpu.map_or_else(
+                || "n/a".to_owned(),
+                |share| format!("{:.0} %", share * 100.0)
+            ),
+            row.steal.map_or_else(
                 || "n/a".to_owned(),
                 |share| format!("{:.0} %", share * 100.0)
             ),
