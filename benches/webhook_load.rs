@@ -57,6 +57,10 @@ use tokio_rustls::TlsConnector;
 
 #[path = "webhook_load/hostile_mix.rs"]
 mod hostile_mix;
+// The machine's noise as the floor harness reads it: its clock ticks and steal time.
+#[allow(dead_code)]
+#[path = "admission_floor/noise.rs"]
+mod noise;
 #[path = "webhook_load/separate.rs"]
 mod separate;
 #[path = "../tests/support/mod.rs"]
@@ -64,6 +68,7 @@ mod support;
 #[path = "support/webhook_process.rs"]
 mod webhook_process;
 
+use noise::CLOCK_TICKS;
 use webhook_process::describe_tls;
 
 /// Name of the webhook's runtime threads (CPU time is split between server and loader by name).
@@ -85,8 +90,6 @@ const WARM_UP_REQUESTS: usize = 5;
 const SMOKE_REQUESTS: usize = 20;
 /// Upper bound of the smoke run.
 const SMOKE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Linux clock ticks per second in `/proc/<pid>/task/<tid>/stat` (USER_HZ, fixed by the ABI).
-const CLOCK_TICKS: u64 = 100;
 
 fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::processes::CLOCK_TICKS;
+/// Linux clock ticks per second in `/proc/stat` and `/proc/<pid>/stat` (USER_HZ, fixed by the ABI).
+pub const CLOCK_TICKS: u64 = 100;
 
 /// The counters of `/proc/stat` used, in clock ticks since boot.
 #[derive(Clone)]

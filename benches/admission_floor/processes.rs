@@ -15,12 +15,11 @@ use anyhow::{Context, bail};
 
 use super::corpus::Endpoint;
 use super::floor::SERVE_FLAG;
+use super::noise::CLOCK_TICKS;
 use super::webhook_process::{free_address, pin_current_thread, webhook_command};
 
 /// Longest wait for a server to be ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// Linux clock ticks per second in `/proc/<pid>/stat` (USER_HZ, fixed by the ABI).
-pub const CLOCK_TICKS: u64 = 100;
 
 /// A server in a child process, serving HTTPS on `addr`.
 pub struct Server {

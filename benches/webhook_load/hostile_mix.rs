@@ -24,6 +24,7 @@ use rustls::ClientConfig;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
+use super::noise::CpuCounters;
 use super::support::hostile::{many_invalid_statements, tls_connect, until_closed};
 use super::support::{ec2_role_spec, iamrole, review};
 use super::{
@@ -284,22 +285,6 @@ impl Measured {
     }
 }
 
-/// Steal time and all time of all CPUs together since boot, in clock ticks (`/proc/stat`'s `cpu`
-/// line): how much of the machine the hypervisor gave to others, which moves latency on a shared
-/// host far more than anything measured here.
-fn steal_ticks() -> Option<(u64, u64)> {
-    let stat = fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let ticks: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let steal = *ticks.get(7)?;
-    Some((steal, ticks.iter().sum()))
-}
-
 /// A `kB` field of a `/proc/<pid>/status` file, in MiB.
 fn status_mib(file: &str, field: &str) -> Option<f64> {
     let status = fs::read_to_string(file).ok()?;
@@ -389,7 +374,7 @@ async fn phase(
     let probing = Arc::new(AtomicBool::new(false));
     let prober = probe_loop(admin, Arc::clone(&probing))?;
     let (cpu_before, load_began) = (measured.webhook_cpu(), Instant::now());
-    let steal_before = steal_ticks();
+    let counters_before = CpuCounters::now().ok();
     let (seed, worst_tally) =
         tokio::join!(open_loop(seed_lanes, workload, SEED_RATE, length), async {
             if hostile {
@@ -403,13 +388,11 @@ async fn phase(
         .map(|(before, after)| {
             after.saturating_sub(before) as f64 / load_began.elapsed().as_nanos().max(1) as f64
         });
-    let steal =
-        steal_before
-            .zip(steal_ticks())
-            .map(|((stolen, all), (stolen_after, all_after))| {
-                stolen_after.saturating_sub(stolen) as f64
-                    / all_after.saturating_sub(all).max(1) as f64
-            });
+    // What the hypervisor took from this machine meanwhile: on a shared host it moves latency far
+    // more than anything measured here.
+    let steal = counters_before
+        .zip(CpuCounters::now().ok())
+        .map(|(before, after)| after.steal_since(&before));
     probing.store(true, Ordering::Relaxed);
     stop.cancel();
     for holder in holders {

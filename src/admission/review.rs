@@ -261,13 +261,7 @@ impl Reviewed<'_> {
         if self.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
             return None;
         }
-        // `group/version` compared in place, without writing it out.
-        let api_version = crate::api::API_VERSION;
-        let ours = api_version.len() == gvk.group.len() + 1 + gvk.version.len()
-            && api_version.starts_with(&*gvk.group)
-            && api_version.ends_with(&*gvk.version)
-            && api_version.as_bytes()[gvk.group.len()] == b'/';
-        Kind::from_type(if ours { api_version } else { "" }, &gvk.kind)
+        Kind::from_group_version(&gvk.group, &gvk.version, &gvk.kind)
     }
 
     /// The object to check or default: present on CREATE and UPDATE, except on an UPDATE of an object

@@ -69,6 +69,15 @@ impl Kind {
         }
     }
 
+    /// The kind of an object of API `group` and `version` and this `kind`, if it is one of ours:
+    /// the same answer as [`Kind::from_type`] for `group/version`, without writing that out.
+    pub fn from_group_version(group: &str, version: &str, kind: &str) -> Option<Kind> {
+        if API_VERSION.split_once('/') != Some((group, version)) {
+            return None;
+        }
+        Kind::from_type(API_VERSION, kind)
+    }
+
     /// The kind of a JSON object, read from its `apiVersion` and `kind` fields.
     pub fn of(object: &Value) -> Option<Kind> {
         let field = |name| {

@@ -9,7 +9,9 @@ use regex::Regex;
 
 use super::excerpt::quote;
 use super::{FieldPath, Finding, RuleId};
-use crate::iam::tags::{OPERATOR_TAGS, defaults_not_set, is_aws_tag, is_operator_tag};
+use crate::iam::tags::{
+    OPERATOR_TAGS, defaults_not_set, fold_tag_key, is_aws_tag, is_operator_tag,
+};
 
 /// IAM's limit on tags per role.
 const MAX_TAGS: usize = 50;
@@ -55,7 +57,7 @@ pub(super) fn check_tags(
             |message: String| out.push(Finding::deny(RuleId::Tags, &path.key(key), message));
         check_text("key", key, 1, MAX_KEY_CHARS, &mut deny);
         check_text("value", value, 0, MAX_VALUE_CHARS, &mut deny);
-        let folded = fold_case(key);
+        let folded = fold_tag_key(key);
         if is_aws_tag(key) {
             deny(format!(
                 "tag key {} starts with `aws:`, which is reserved for AWS; rename the tag",
@@ -87,16 +89,6 @@ fn is_tag_text(text: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b" _.:/=+-@".contains(&c));
     }
     TAG_TEXT.is_match(text)
-}
-
-/// `key` lower-cased as IAM compares tag keys (`str::to_lowercase`), without the Unicode tables
-/// for ASCII keys.
-fn fold_case(key: &str) -> String {
-    if key.is_ascii() {
-        key.to_ascii_lowercase()
-    } else {
-        key.to_lowercase()
-    }
 }
 
 /// Checks a tag key or value against IAM's length and character set.
@@ -168,8 +160,6 @@ mod tests {
             assert_eq!(is_tag_text(text), TAG_TEXT.is_match(text), "{text:?}");
         }
         assert!(!is_tag_text("a\tb"));
-        assert_eq!(fold_case("CostCenter"), "costcenter");
-        assert_eq!(fold_case("ΣΑΣ"), "ΣΑΣ".to_lowercase());
     }
 
     fn paths(tags: &BTreeMap<String, String>, defaults: &BTreeMap<String, String>) -> Vec<String> {

@@ -37,7 +37,17 @@ pub fn same_tag_key(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
         return a.eq_ignore_ascii_case(b);
     }
-    a.to_lowercase() == b.to_lowercase()
+    fold_tag_key(a) == fold_tag_key(b)
+}
+
+/// `key` as IAM compares tag keys, lower-cased (`str::to_lowercase`; ASCII keys without the
+/// Unicode tables): two keys are the same tag when their folds are equal.
+pub fn fold_tag_key(key: &str) -> String {
+    if key.is_ascii() {
+        key.to_ascii_lowercase()
+    } else {
+        key.to_lowercase()
+    }
 }
 
 /// The value of `key` in `tags`, the key compared ignoring case.
@@ -108,6 +118,8 @@ mod tests {
         assert!(!same_tag_key("CostCenter", "Cost-Center"));
         assert!(same_tag_key("ÉQUIPE", "équipe"));
         assert!(!same_tag_key("équipe", "equipe"));
+        assert_eq!(fold_tag_key("CostCenter"), "costcenter");
+        assert_eq!(fold_tag_key("ΣΑΣ"), "ΣΑΣ".to_lowercase());
         assert!(is_operator_tag(&OWNER_TAG_KEY.to_uppercase()));
         assert!(is_operator_tag(POLICIES_TAG_KEY));
         assert!(!is_operator_tag("owner"));

@@ -63,14 +63,9 @@ impl Coverage {
     pub fn covers_parts(&mut self, pattern: &str, covered: &[&str]) -> bool {
         let prefix = literal_prefix(pattern);
         if prefix.len() == pattern.len() {
-            let mut rest = pattern.as_bytes();
-            for part in covered {
-                if !starts_with_ignore_case(rest, part.as_bytes()) || has_wildcard(part) {
-                    return false;
-                }
-                rest = &rest[part.len()..];
-            }
-            return rest.is_empty();
+            // Letters only: it covers exactly the same letters, no wildcard among them.
+            return covered_starts_with(covered, prefix)
+                && covered.iter().map(|part| part.len()).sum::<usize>() == prefix.len();
         }
         if only_stars(&pattern[prefix.len()..]) {
             // `prefix*`: it covers whatever spells `prefix` first, in letters.
@@ -275,7 +270,7 @@ fn covered_starts_with(parts: &[&str], prefix: &[u8]) -> bool {
         }
         let take = part.len().min(rest.len());
         let head = &part.as_bytes()[..take];
-        if head.iter().any(|&c| c == b'*' || c == b'?') || !head.eq_ignore_ascii_case(&rest[..take])
+        if !head.eq_ignore_ascii_case(&rest[..take]) || head.iter().any(|&c| c == b'*' || c == b'?')
         {
             return false;
         }
