@@ -555,6 +555,7 @@ fn roots(ca: &Path) -> anyhow::Result<rustls::RootCertStore> {
 }
 
 /// How to reach the webhook: one client per kind of connection.
+#[derive(Clone)]
 struct Clients {
     http1: Arc<Client>,
     http2: Arc<Client>,

@@ -2,12 +2,15 @@
 //! the admin server's `/healthz` every [`PROBE_INTERVAL`], first alone, then with the hostile part
 //! beside them: the worst reviews open loop at [`WORST_RATE`] req/s (10 % of all requests) and
 //! [`HELD`] connections held open (half TLS-connected and silent, half sending a body one byte at a
-//! time, each opened again [`REOPEN_PAUSE`] after the server closes it). Reports the seed reviews'
-//! latency, the probes' latency, what the worst reviews got, the webhook's CPU while the load runs
-//! (which the host's noise moves far less than latency), the time the hypervisor stole meanwhile
-//! (what moves latency most on a shared host) and the process's peak resident memory
-//! (`VmHWM`, reset before each phase through `/proc/self/clear_refs`). Network I/O on 127.0.0.1
-//! only.
+//! time, each opened again [`REOPEN_PAUSE`] after the server closes it). The hostile part runs on
+//! a runtime of its own whose threads have the lowest CPU priority ([`attacker_runtime`]): on the
+//! loader's CPU its TLS handshakes and reconnections would otherwise delay the seed reviews' loader
+//! and be counted as the webhook's latency, while a real attacker runs on a machine of its own.
+//! Reports the seed reviews' latency, the probes' latency, what the worst reviews got, the
+//! webhook's CPU while the load runs (which the host's noise moves far less than latency), the time
+//! the hypervisor stole meanwhile (what moves latency most on a shared host) and the process's peak
+//! resident memory (`VmHWM`, reset before each phase through `/proc/self/clear_refs`). Network I/O
+//! on 127.0.0.1 only.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
@@ -19,10 +22,13 @@ use std::{fs, thread};
 use anyhow::{Context, ensure};
 use infra_operator::admission::MAX_BODY_BYTES;
 use infra_operator::serve::Shutdown;
+use infra_operator::serve::low_priority::lower_own_priority;
 use infra_operator::serve::memory::release_free_memory;
 use rustls::ClientConfig;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
 
 use super::noise::CpuCounters;
 use super::support::hostile::{many_invalid_statements, tls_connect, until_closed};
@@ -62,6 +68,10 @@ const WILDCARD_K: usize = 10_000;
 const CONDITION_DEPTH: usize = 120;
 /// How long the smoke run holds its two connections.
 const SMOKE_HOLD: Duration = Duration::from_millis(300);
+/// Threads of the hostile part's runtime.
+const ATTACKER_THREADS: usize = 2;
+/// Name of the hostile part's runtime threads.
+const ATTACKER_THREAD: &str = "load-attacker";
 
 /// The worst reviews, in turn: the body-limit review with 75,000 invalid statements (memory), a
 /// pathological wildcard action and a deeply nested condition (CPU). All are to be refused.
@@ -312,10 +322,83 @@ struct MixRow {
     rss_after: Option<f64>,
 }
 
+/// The hostile part, on the attacker's runtime: the [`HELD`] connections, given [`HOLD_SETTLE`] to be
+/// accepted, then (once `ready` is told) the worst reviews for `length`; returns their tally once
+/// `stop` has ended the held connections.
+async fn attack(
+    clients: Clients,
+    worst: Arc<Worst>,
+    holds: [Arc<Holds>; 2],
+    (length, stop): (Duration, Shutdown),
+    ready: oneshot::Sender<anyhow::Result<()>>,
+) -> anyhow::Result<Tally> {
+    let prepared = async {
+        let lanes = Transport::Http1 {
+            connections: WORST_CONNECTIONS,
+        }
+        .lanes(&clients)
+        .await
+        .context("connections for the worst reviews")?;
+        let tls = clients
+            .http1
+            .tls
+            .clone()
+            .map_err(|e| anyhow::anyhow!("TLS configuration: {e}"))?;
+        Ok::<_, anyhow::Error>((lanes, tls))
+    };
+    let (lanes, tls) = match prepared.await {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            let _ = ready.send(Err(anyhow::anyhow!("{error:#}")));
+            return Err(error);
+        }
+    };
+    let holders: Vec<_> = (0..HELD)
+        .map(|i| {
+            tokio::spawn(hold(
+                clients.http1.addr,
+                Arc::clone(&tls),
+                i % 2 == 1,
+                Arc::clone(&holds[i % 2]),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let settle = Instant::now() + HOLD_SETTLE;
+    let opened = || {
+        holds
+            .iter()
+            .map(|h| h.opened.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    while opened() < HELD as u64 && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = ready.send(Ok(()));
+    let tally = open_loop(lanes, &worst, WORST_RATE, length).await;
+    stop.cancelled().await;
+    for holder in holders {
+        holder.await.context("held connection")?;
+    }
+    Ok(tally?.0)
+}
+
+/// The runtime of the hostile part: its threads give themselves the lowest CPU priority, so on the
+/// loader's CPU they take only what the seed reviews' loader leaves.
+fn attacker_runtime() -> anyhow::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(ATTACKER_THREADS)
+        .thread_name(ATTACKER_THREAD)
+        .on_thread_start(lower_own_priority)
+        .enable_all()
+        .build()
+        .context("the hostile part's runtime")
+}
+
 async fn phase(
     hostile: bool,
     length: Duration,
-    clients: &Clients,
+    (clients, attacker): (&Clients, &Runtime),
     workload: &Arc<Workload>,
     worst: &Arc<Worst>,
     (admin, measured): (SocketAddr, Measured),
@@ -332,57 +415,29 @@ async fn phase(
             lane.bounded(workload.next()).await.context("warm-up")?;
         }
     }
-    let worst_lanes = if hostile {
-        Transport::Http1 {
-            connections: WORST_CONNECTIONS,
-        }
-        .lanes(clients)
-        .await
-        .context("connections for the worst reviews")?
-    } else {
-        Vec::new()
-    };
     let stop = Shutdown::new();
     let holds = [Arc::new(Holds::default()), Arc::new(Holds::default())];
-    let mut holders = Vec::new();
-    if hostile {
-        let tls = clients
-            .http1
-            .tls
-            .clone()
-            .map_err(|e| anyhow::anyhow!("TLS configuration: {e}"))?;
-        for i in 0..HELD {
-            holders.push(tokio::spawn(hold(
-                clients.http1.addr,
-                Arc::clone(&tls),
-                i % 2 == 1,
-                Arc::clone(&holds[i % 2]),
-                stop.clone(),
-            )));
-        }
-        let settle = Instant::now() + HOLD_SETTLE;
-        let opened = || {
-            holds
-                .iter()
-                .map(|h| h.opened.load(Ordering::Relaxed))
-                .sum::<u64>()
-        };
-        while opened() < HELD as u64 && Instant::now() < settle {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    let attack = if hostile {
+        let (ready, settled) = oneshot::channel();
+        let attack = attacker.spawn(attack(
+            clients.clone(),
+            Arc::clone(worst),
+            holds.clone(),
+            (length, stop.clone()),
+            ready,
+        ));
+        settled
+            .await
+            .context("the hostile part ended before it began")??;
+        Some(attack)
+    } else {
+        None
+    };
     let probing = Arc::new(AtomicBool::new(false));
     let prober = probe_loop(admin, Arc::clone(&probing))?;
     let (cpu_before, load_began) = (measured.webhook_cpu(), Instant::now());
     let counters_before = CpuCounters::now().ok();
-    let (seed, worst_tally) =
-        tokio::join!(open_loop(seed_lanes, workload, SEED_RATE, length), async {
-            if hostile {
-                open_loop(worst_lanes, worst, WORST_RATE, length).await
-            } else {
-                Ok((Tally::default(), Instant::now()))
-            }
-        });
+    let seed = open_loop(seed_lanes, workload, SEED_RATE, length).await;
     let webhook_cpu = cpu_before
         .zip(measured.webhook_cpu())
         .map(|(before, after)| {
@@ -395,9 +450,10 @@ async fn phase(
         .map(|(before, after)| after.steal_since(&before));
     probing.store(true, Ordering::Relaxed);
     stop.cancel();
-    for holder in holders {
-        holder.await.context("held connection")?;
-    }
+    let worst_tally = match attack {
+        Some(attack) => attack.await.context("the hostile part")??,
+        None => Tally::default(),
+    };
     let probes = prober
         .join()
         .map_err(|_| anyhow::anyhow!("probe thread panicked"))?;
@@ -408,7 +464,7 @@ async fn phase(
     Ok(MixRow {
         hostile,
         seed: seed?.0,
-        worst: worst_tally?.0,
+        worst: worst_tally,
         held: holds.map(|h| {
             (
                 h.opened.load(Ordering::Relaxed),
@@ -434,9 +490,23 @@ pub async fn bench(
     worst: &Arc<Worst>,
     (admin, measured): (SocketAddr, Measured),
 ) -> anyhow::Result<u64> {
+    let attacker = attacker_runtime()?;
     let mut rows = Vec::new();
+    let mut failed = None;
     for hostile in [false, true] {
-        rows.push(phase(hostile, length, clients, workload, worst, (admin, measured)).await?);
+        let at = (clients, &attacker);
+        match phase(hostile, length, at, workload, worst, (admin, measured)).await {
+            Ok(row) => rows.push(row),
+            Err(error) => {
+                failed = Some(error);
+                break;
+            }
+        }
+    }
+    // A runtime may not be dropped (which waits) on an async thread.
+    attacker.shutdown_background();
+    if let Some(error) = failed {
+        return Err(error);
     }
     let setting = match measured {
         Measured::Itself => "webhook and loader in this process; memory of both",
@@ -454,7 +524,8 @@ pub async fn bench(
          connections. Hostile part: the worst reviews ({:?} bytes: 75,000 invalid statements, a \
          wildcard action with k = {WILDCARD_K}, a condition nested {CONDITION_DEPTH} deep) open loop at \
          {WORST_RATE} req/s over {WORST_CONNECTIONS} keep-alive connections, and {HELD} connections held \
-         (half silent, half a body one byte per {} ms). Probes: GET /healthz on the admin port every \
+         (half silent, half a body one byte per {} ms), sent from {ATTACKER_THREADS} threads of the \
+         lowest CPU priority beside the loader's. Probes: GET /healthz on the admin port every \
          {} ms over a new connection.\n",
         worst.sizes(),
         DRIP_INTERVAL.as_millis(),

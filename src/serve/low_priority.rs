@@ -76,7 +76,7 @@ fn work_off(queue: &Mutex<Receiver<Job>>) {
 /// Gives the calling thread the lowest CPU priority: the idle scheduling policy (it runs only when
 /// no other thread wants the CPU) and the highest niceness (on Linux both are per thread).
 /// Lowering is always allowed; if the system refuses anyway, the thread runs at normal priority.
-fn lower_own_priority() {
+pub fn lower_own_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: `setpriority` takes no pointer; `sched_setscheduler` reads the parameter block
     // initialised here; with pid 0 both change only the calling thread.
