@@ -110,9 +110,7 @@ fn invalid_statements_review(uid: &str, n: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn reviews_of_kubectls_size_are_checked_at_once_and_larger_ones_within_the_deadline() {
-    // A deadline that no check handed to another thread can meet: its timer fires within a
-    // millisecond or two, and these checks take longer (unoptimized, each over a hundred
-    // invalid statements).
+    // A deadline that no check handed to another thread can meet: any such check ends after it.
     let served = serve_limits(Limits {
         review_deadline: Duration::ZERO,
         ..Limits::default()

@@ -13,7 +13,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
@@ -98,7 +98,8 @@ impl Checkers {
 
     /// Runs `work` in `lane`: at once on this thread, or on a thread of the lane once a slot is
     /// free, giving up waiting when the deadline passes (the work, if started, runs on and keeps
-    /// its slot until it ends).
+    /// its slot until it ends). Off this thread, work that ends after the deadline is overdue even
+    /// when its result arrives before the timer fires.
     pub async fn run<T: Send + 'static>(
         &self,
         lane: Lane,
@@ -126,16 +127,22 @@ impl Checkers {
                     .map_err(|_| CheckError::Panicked),
             }
         };
-        tokio::time::timeout(self.deadline, checked)
+        let started = Instant::now();
+        let checked = tokio::time::timeout(self.deadline, checked)
             .await
-            .unwrap_or(Err(CheckError::Overdue(self.deadline)))
+            .unwrap_or(Err(CheckError::Overdue(self.deadline)));
+        // The timer fires on a millisecond tick: a check that ended past the deadline before the
+        // timer fired overran it all the same.
+        match checked {
+            Ok(_) if started.elapsed() > self.deadline => Err(CheckError::Overdue(self.deadline)),
+            checked => checked,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Instant;
 
     use super::*;
 
@@ -175,6 +182,18 @@ mod tests {
             large_thread.is_some_and(|name| name.starts_with("large-review")),
             "large reviews run on the low-priority threads"
         );
+    }
+
+    #[tokio::test]
+    async fn a_check_that_ends_past_the_deadline_is_overdue_before_the_timer_fires() {
+        // No handed-off check can end within a deadline of zero, whatever the timer's tick.
+        let checkers = Checkers::new(2, Duration::ZERO).unwrap();
+        for lane in [Lane::Small, Lane::Large] {
+            let quick = checkers.run(lane, || 7).await;
+            assert!(matches!(quick, Err(CheckError::Overdue(_))), "{quick:?}");
+        }
+        // An inline check has no deadline.
+        assert_eq!(checkers.run(Lane::Inline, || 7).await.unwrap(), 7);
     }
 
     #[test]
