@@ -3,7 +3,7 @@
 //! beside them: the worst reviews open loop at [`WORST_RATE`] req/s (10 % of all requests) and
 //! [`HELD`] connections held open (half TLS-connected and silent, half sending a body one byte at a
 //! time, each opened again [`REOPEN_PAUSE`] after the server closes it). The hostile part runs on
-//! a runtime of its own whose threads have the lowest CPU priority ([`attacker_runtime`]): on the
+//! a runtime of its own whose threads have the lowest CPU priority ([`Attacker`]): on the
 //! loader's CPU its TLS handshakes and reconnections would otherwise delay the seed reviews' loader
 //! and be counted as the webhook's latency, while a real attacker runs on a machine of its own.
 //! Reports the seed reviews' latency, the probes' latency, what the worst reviews got, the
@@ -27,8 +27,7 @@ use infra_operator::serve::memory::release_free_memory;
 use rustls::ClientConfig;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
-use tokio::runtime::Runtime;
-use tokio::sync::oneshot;
+use tokio::runtime::{Handle, Runtime};
 
 use super::noise::CpuCounters;
 use super::support::hostile::{many_invalid_statements, tls_connect, until_closed};
@@ -322,40 +321,63 @@ struct MixRow {
     rss_after: Option<f64>,
 }
 
-/// The hostile part, on the attacker's runtime: the [`HELD`] connections, given [`HOLD_SETTLE`] to be
-/// accepted, then (once `ready` is told) the worst reviews for `length`; returns their tally once
-/// `stop` has ended the held connections.
-async fn attack(
-    clients: Clients,
-    worst: Arc<Worst>,
-    holds: [Arc<Holds>; 2],
-    (length, stop): (Duration, Shutdown),
-    ready: oneshot::Sender<anyhow::Result<()>>,
-) -> anyhow::Result<Tally> {
-    let prepared = async {
-        let lanes = Transport::Http1 {
-            connections: WORST_CONNECTIONS,
+/// The runtime the hostile part is sent from: its threads give themselves the lowest CPU
+/// priority, so on the loader's CPU they take only what the seed reviews' loader leaves. Shut down
+/// without waiting when dropped, since a runtime may not wait for its tasks on an async thread.
+struct Attacker {
+    runtime: Option<Runtime>,
+    handle: Handle,
+}
+
+impl Attacker {
+    fn start() -> anyhow::Result<Attacker> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(ATTACKER_THREADS)
+            .thread_name(ATTACKER_THREAD)
+            .on_thread_start(lower_own_priority)
+            .enable_all()
+            .build()
+            .context("the hostile part's runtime")?;
+        Ok(Attacker {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Runs `task` on the attacker's threads (and the tasks it spawns with it).
+    fn spawn<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.handle.spawn(task)
+    }
+}
+
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
-        .lanes(&clients)
-        .await
-        .context("connections for the worst reviews")?;
-        let tls = clients
-            .http1
-            .tls
-            .clone()
-            .map_err(|e| anyhow::anyhow!("TLS configuration: {e}"))?;
-        Ok::<_, anyhow::Error>((lanes, tls))
-    };
-    let (lanes, tls) = match prepared.await {
-        Ok(prepared) => prepared,
-        Err(error) => {
-            let _ = ready.send(Err(anyhow::anyhow!("{error:#}")));
-            return Err(error);
-        }
-    };
-    let holders: Vec<_> = (0..HELD)
+    }
+}
+
+/// Spawns `count` held connections on the attacker's threads, every other one dripping a body;
+/// `holds[0]` counts the silent ones, `holds[1]` the dripping ones.
+fn hold_connections(
+    attacker: &Attacker,
+    clients: &Clients,
+    count: usize,
+    holds: &[Arc<Holds>; 2],
+    stop: &Shutdown,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let tls = clients
+        .http1
+        .tls
+        .clone()
+        .map_err(|e| anyhow::anyhow!("TLS configuration: {e}"))?;
+    Ok((0..count)
         .map(|i| {
-            tokio::spawn(hold(
+            attacker.spawn(hold(
                 clients.http1.addr,
                 Arc::clone(&tls),
                 i % 2 == 1,
@@ -363,42 +385,13 @@ async fn attack(
                 stop.clone(),
             ))
         })
-        .collect();
-    let settle = Instant::now() + HOLD_SETTLE;
-    let opened = || {
-        holds
-            .iter()
-            .map(|h| h.opened.load(Ordering::Relaxed))
-            .sum::<u64>()
-    };
-    while opened() < HELD as u64 && Instant::now() < settle {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = ready.send(Ok(()));
-    let tally = open_loop(lanes, &worst, WORST_RATE, length).await;
-    stop.cancelled().await;
-    for holder in holders {
-        holder.await.context("held connection")?;
-    }
-    Ok(tally?.0)
-}
-
-/// The runtime of the hostile part: its threads give themselves the lowest CPU priority, so on the
-/// loader's CPU they take only what the seed reviews' loader leaves.
-fn attacker_runtime() -> anyhow::Result<Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(ATTACKER_THREADS)
-        .thread_name(ATTACKER_THREAD)
-        .on_thread_start(lower_own_priority)
-        .enable_all()
-        .build()
-        .context("the hostile part's runtime")
+        .collect())
 }
 
 async fn phase(
     hostile: bool,
     length: Duration,
-    (clients, attacker): (&Clients, &Runtime),
+    (clients, attacker): (&Clients, &Attacker),
     workload: &Arc<Workload>,
     worst: &Arc<Worst>,
     (admin, measured): (SocketAddr, Measured),
@@ -417,22 +410,38 @@ async fn phase(
     }
     let stop = Shutdown::new();
     let holds = [Arc::new(Holds::default()), Arc::new(Holds::default())];
-    let attack = if hostile {
-        let (ready, settled) = oneshot::channel();
-        let attack = attacker.spawn(attack(
-            clients.clone(),
-            Arc::clone(worst),
-            holds.clone(),
-            (length, stop.clone()),
-            ready,
-        ));
-        settled
+    let mut holders = Vec::new();
+    let mut worst_loop = None;
+    if hostile {
+        // Opened on the attacker's threads, so their connections are served there too.
+        let for_attacker = clients.clone();
+        let worst_lanes = attacker
+            .spawn(async move {
+                Transport::Http1 {
+                    connections: WORST_CONNECTIONS,
+                }
+                .lanes(&for_attacker)
+                .await
+            })
             .await
-            .context("the hostile part ended before it began")??;
-        Some(attack)
-    } else {
-        None
-    };
+            .context("the hostile part")?
+            .context("connections for the worst reviews")?;
+        holders = hold_connections(attacker, clients, HELD, &holds, &stop)?;
+        let settle = Instant::now() + HOLD_SETTLE;
+        let opened = || {
+            holds
+                .iter()
+                .map(|h| h.opened.load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
+        while opened() < HELD as u64 && Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let worst = Arc::clone(worst);
+        worst_loop = Some(
+            attacker.spawn(async move { open_loop(worst_lanes, &worst, WORST_RATE, length).await }),
+        );
+    }
     let probing = Arc::new(AtomicBool::new(false));
     let prober = probe_loop(admin, Arc::clone(&probing))?;
     let (cpu_before, load_began) = (measured.webhook_cpu(), Instant::now());
@@ -450,8 +459,11 @@ async fn phase(
         .map(|(before, after)| after.steal_since(&before));
     probing.store(true, Ordering::Relaxed);
     stop.cancel();
-    let worst_tally = match attack {
-        Some(attack) => attack.await.context("the hostile part")??,
+    for holder in holders {
+        holder.await.context("held connection")?;
+    }
+    let worst_tally = match worst_loop {
+        Some(worst_loop) => worst_loop.await.context("the worst reviews")??.0,
         None => Tally::default(),
     };
     let probes = prober
@@ -490,23 +502,11 @@ pub async fn bench(
     worst: &Arc<Worst>,
     (admin, measured): (SocketAddr, Measured),
 ) -> anyhow::Result<u64> {
-    let attacker = attacker_runtime()?;
+    let attacker = Attacker::start()?;
     let mut rows = Vec::new();
-    let mut failed = None;
     for hostile in [false, true] {
         let at = (clients, &attacker);
-        match phase(hostile, length, at, workload, worst, (admin, measured)).await {
-            Ok(row) => rows.push(row),
-            Err(error) => {
-                failed = Some(error);
-                break;
-            }
-        }
-    }
-    // A runtime may not be dropped (which waits) on an async thread.
-    attacker.shutdown_background();
-    if let Some(error) = failed {
-        return Err(error);
+        rows.push(phase(hostile, length, at, workload, worst, (admin, measured)).await?);
     }
     let setting = match measured {
         Measured::Itself => "webhook and loader in this process; memory of both",
@@ -618,25 +618,11 @@ pub async fn smoke(clients: &Clients, worst: &Arc<Worst>, admin: SocketAddr) -> 
         "worst reviews: {}",
         tally.first_error.unwrap_or_default()
     );
-    let tls = clients
-        .http1
-        .tls
-        .clone()
-        .map_err(|e| anyhow::anyhow!("TLS configuration: {e}"))?;
-    let holds = Arc::new(Holds::default());
+    // The two held connections go out from the attacker's threads, as in the load run.
+    let attacker = Attacker::start()?;
+    let holds = [Arc::new(Holds::default()), Arc::new(Holds::default())];
     let stop = Shutdown::new();
-    let holders: Vec<_> = [false, true]
-        .into_iter()
-        .map(|drip| {
-            tokio::spawn(hold(
-                clients.http1.addr,
-                Arc::clone(&tls),
-                drip,
-                Arc::clone(&holds),
-                stop.clone(),
-            ))
-        })
-        .collect();
+    let holders = hold_connections(&attacker, clients, 2, &holds, &stop)?;
     for _ in 0..3 {
         tokio::task::spawn_blocking(move || probe(admin))
             .await
@@ -649,7 +635,7 @@ pub async fn smoke(clients: &Clients, worst: &Arc<Worst>, admin: SocketAddr) -> 
         holder.await.context("held connection")?;
     }
     ensure!(
-        holds.opened.load(Ordering::Relaxed) >= 2,
+        holds.iter().all(|h| h.opened.load(Ordering::Relaxed) >= 1),
         "held connections were not accepted"
     );
     println!(

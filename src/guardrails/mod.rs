@@ -61,12 +61,7 @@ impl Kind {
         if api_version != API_VERSION {
             return None;
         }
-        match kind {
-            "IAMRole" => Some(Kind::IAMRole),
-            "AWSProvider" => Some(Kind::AWSProvider),
-            "GuardrailPolicy" => Some(Kind::GuardrailPolicy),
-            _ => None,
-        }
+        Kind::named(kind)
     }
 
     /// The kind of an object of API `group` and `version` and this `kind`, if it is one of ours:
@@ -75,7 +70,17 @@ impl Kind {
         if API_VERSION.split_once('/') != Some((group, version)) {
             return None;
         }
-        Kind::from_type(API_VERSION, kind)
+        Kind::named(kind)
+    }
+
+    /// Our kind called `kind`, whatever its API version.
+    fn named(kind: &str) -> Option<Kind> {
+        match kind {
+            "IAMRole" => Some(Kind::IAMRole),
+            "AWSProvider" => Some(Kind::AWSProvider),
+            "GuardrailPolicy" => Some(Kind::GuardrailPolicy),
+            _ => None,
+        }
     }
 
     /// The kind of a JSON object, read from its `apiVersion` and `kind` fields.

@@ -227,7 +227,12 @@ impl Coverage {
 
 /// Whether `pattern` holds `*` or `?`.
 pub fn has_wildcard(pattern: &str) -> bool {
-    pattern.bytes().any(|c| c == b'*' || c == b'?')
+    pattern.bytes().any(is_wildcard)
+}
+
+/// Whether `c` is one of IAM's wildcards, `*` or `?`.
+fn is_wildcard(c: u8) -> bool {
+    c == b'*' || c == b'?'
 }
 
 /// The pattern lower-cased, with each run of `*` folded into one (they match the same strings).
@@ -246,7 +251,7 @@ fn literal_prefix(pattern: &str) -> &[u8] {
     let bytes = pattern.as_bytes();
     let end = bytes
         .iter()
-        .position(|&c| c == b'*' || c == b'?')
+        .position(|&c| is_wildcard(c))
         .unwrap_or(bytes.len());
     &bytes[..end]
 }
@@ -270,8 +275,7 @@ fn covered_starts_with(parts: &[&str], prefix: &[u8]) -> bool {
         }
         let take = part.len().min(rest.len());
         let head = &part.as_bytes()[..take];
-        if !head.eq_ignore_ascii_case(&rest[..take]) || head.iter().any(|&c| c == b'*' || c == b'?')
-        {
+        if !head.eq_ignore_ascii_case(&rest[..take]) || head.iter().any(|&c| is_wildcard(c)) {
             return false;
         }
         rest = &rest[take..];
