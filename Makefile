@@ -65,19 +65,23 @@ bench-floor:
 	$(CARGO) bench --bench admission_floor
 
 # Instructions one review costs the webhook (review::answer on the example roles as kubectl sends
-# them, per endpoint), counted by valgrind's callgrind: steady where time on a shared machine is not.
-# Needs valgrind (Debian package `valgrind`); about a minute.
+# them, per endpoint), and one new connection's TLS (a full handshake with the webhook's rustls
+# configuration, as the API server makes it), counted by valgrind's callgrind: steady where time on
+# a shared machine is not. Needs valgrind (Debian package `valgrind`); about a minute.
 ROUNDS ?= 100
 bench-instructions:
-	$(CARGO) build --release --example review_instructions
-	@for endpoint in validate mutate; do \
-	  count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-	    $(TARGET_DIR)/release/examples/review_instructions $$1 $$endpoint 2>&1 >/dev/null \
+	$(CARGO) build --release --example review_instructions --example handshake_instructions
+	@count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$$@" 2>&1 >/dev/null \
 	    | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }; \
-	  base=$$(count 0); total=$$(count $(ROUNDS)); \
+	for endpoint in validate mutate; do \
+	  base=$$(count $(TARGET_DIR)/release/examples/review_instructions 0 $$endpoint); \
+	  total=$$(count $(TARGET_DIR)/release/examples/review_instructions $(ROUNDS) $$endpoint); \
 	  reviews=$$($(TARGET_DIR)/release/examples/review_instructions 1 $$endpoint | cut -d' ' -f1); \
 	  echo "$$endpoint: $$(( (total - base) / ($(ROUNDS) * reviews) )) instructions per review"; \
-	done
+	done; \
+	base=$$(count $(TARGET_DIR)/release/examples/handshake_instructions 0); \
+	total=$$(count $(TARGET_DIR)/release/examples/handshake_instructions $(ROUNDS)); \
+	echo "new connection: $$(( (total - base) / $(ROUNDS) )) instructions per TLS handshake"
 
 # The reconciler at scale on the local stack (SCALE_ROLES, SCALE_CACHED, SCALE_CONCURRENCY); minutes.
 bench-scale: tools

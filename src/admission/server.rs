@@ -1,7 +1,7 @@
-//! The HTTPS webhook server: binding, rustls (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`), serving
-//! connections with hyper-util within the [`Limits`] (connections at once, handshake, header and
-//! idle time, HTTP/2 streams and pings), certificate reload, and a graceful drain when the shutdown
-//! token is cancelled. Does network I/O.
+//! The HTTPS webhook server: binding, rustls (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`, no session
+//! resumption), serving connections with hyper-util within the [`Limits`] (connections at once,
+//! handshake, header and idle time, HTTP/2 streams and pings), certificate reload, and a graceful
+//! drain when the shutdown token is cancelled. Does network I/O.
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
+use rustls::server::NoServerSessionStorage;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -117,7 +118,10 @@ pub async fn bind(
 }
 
 /// The rustls configuration: TLS 1.3 and 1.2 only, no client certificates, ALPN `h2` and `http/1.1`,
-/// certificates from `resolver`.
+/// certificates from `resolver`, and no session resumption: no TLS 1.3 tickets are sent and no
+/// session is kept. The webhook's client, the API server, never resumes a session (its webhook
+/// client keeps no session cache), so tickets would only cost each new connection their making and
+/// sending, and a kept session memory that any client could fill.
 pub fn server_config(
     provider: Arc<CryptoProvider>,
     resolver: Arc<CertResolver>,
@@ -127,6 +131,8 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(NoServerSessionStorage {});
     Ok(Arc::new(config))
 }
 
@@ -376,5 +382,72 @@ impl Drop for Busy {
         let since_open = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.0.last_done_ms.store(since_open, Ordering::SeqCst);
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, Connection, HandshakeKind, ServerConnection};
+
+    use super::*;
+    use crate::admission::tls::CertReloader;
+    use crate::certs::write_certs;
+
+    /// Moves everything `from` has to write into `to`, which processes it; whether anything moved.
+    fn deliver(from: &mut Connection, to: &mut Connection) -> bool {
+        let mut moved = false;
+        while from.wants_write() {
+            let mut records = Vec::new();
+            from.write_tls(&mut records).unwrap();
+            let mut unread = records.as_slice();
+            while !unread.is_empty() {
+                to.read_tls(&mut unread).unwrap();
+                to.process_new_packets().unwrap();
+            }
+            moved = true;
+        }
+        moved
+    }
+
+    /// A connection from `client` to `server` in memory, until neither side has more to send (a
+    /// TLS 1.3 server's tickets included); how the client's handshake went.
+    fn connect(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) -> HandshakeKind {
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let mut client = Connection::from(ClientConnection::new(Arc::clone(client), name).unwrap());
+        let mut server = Connection::from(ServerConnection::new(Arc::clone(server)).unwrap());
+        while deliver(&mut client, &mut server) | deliver(&mut server, &mut client) {}
+        assert!(!client.is_handshaking() && !server.is_handshaking());
+        client.handshake_kind().unwrap()
+    }
+
+    #[test]
+    fn every_connection_is_a_full_handshake_even_for_a_client_that_would_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_certs(dir.path(), &["127.0.0.1".to_owned()]).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certificates = CertReloader::start(dir.path(), Arc::clone(&provider)).unwrap();
+        let server = server_config(Arc::clone(&provider), certificates.resolver()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&files.ca_cert).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            // rustls's client keeps what the server offers for resumption (its default).
+            let client = ClientConfig::builder_with_provider(Arc::clone(&provider))
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            let client = Arc::new(client);
+            for attempt in 0..3 {
+                assert_eq!(
+                    connect(&client, &server),
+                    HandshakeKind::Full,
+                    "{version:?}, connection {attempt}"
+                );
+            }
+        }
     }
 }
