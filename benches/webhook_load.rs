@@ -39,15 +39,14 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use infra_operator::admission::limits::SMALL_BODY_BYTES;
 use infra_operator::admission::{self, AdmissionMetrics, Limits, WebhookConfig};
-use infra_operator::certs::write_certs;
+use infra_operator::certs::{trust_roots, write_certs};
 use infra_operator::guardrails::{Config, Engine, Kind};
 use infra_operator::serve::admin::AdminThread;
 use infra_operator::serve::{AdminServer, Metrics, Readiness, Shutdown};
 use infra_operator::validate::parse_documents;
 use rustls::ClientConfig;
 use rustls::client::Resumption;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -103,7 +102,7 @@ fn main() -> anyhow::Result<()> {
     let hosts = ["127.0.0.1".to_owned()];
     let files = write_certs(certs.path(), &hosts).context("certificates")?;
     let server = Server::start(&server_rt, certs.path())?;
-    let roots = roots(&files.ca_cert)?;
+    let roots = trust_roots(&files.ca_cert)?;
     let clients = Clients::new(server.addr, &roots);
     let worst = Arc::new(hostile_mix::Worst::new()?);
 
@@ -543,15 +542,6 @@ fn sending_failed(prepared: &Prepared, error: &hyper::Error) -> Failure {
         source = cause.source();
     }
     Failure::Request(error.to_string())
-}
-
-/// The CA of the test certificate as rustls roots.
-fn roots(ca: &Path) -> anyhow::Result<rustls::RootCertStore> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).context("CA file")? {
-        roots.add(cert.context("CA certificate")?)?;
-    }
-    Ok(roots)
 }
 
 /// How to reach the webhook: one client per kind of connection.

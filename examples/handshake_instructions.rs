@@ -12,20 +12,22 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{self, Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::{env, io};
+use std::time::Duration;
+use std::{env, io, thread};
 
 use infra_operator::admission::server::server_config;
 use infra_operator::admission::tls::CertReloader;
-use infra_operator::certs::write_certs;
+use infra_operator::certs::{trust_roots, write_certs};
 use rustls::client::Resumption;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection, StreamOwned};
 
 /// The argument that makes this executable the clients: `--client ADDR CONNECTIONS CA_FILE`.
 const CLIENT_FLAG: &str = "--client";
+/// Longest wait for the other side of a connection to read or write.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -62,28 +64,41 @@ fn serve(connections: u64) -> io::Result<()> {
         CertReloader::start(dir.path(), Arc::clone(&provider)).map_err(io::Error::other)?;
     let config = server_config(provider, certificates.resolver()).map_err(io::Error::other)?;
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let mut clients = Command::new(env::current_exe()?)
+    let clients = Command::new(env::current_exe()?)
         .arg(CLIENT_FLAG)
         .arg(listener.local_addr()?.to_string())
         .arg(connections.to_string())
         .arg(&files.ca_cert)
         .stdin(Stdio::null())
         .spawn()?;
+    // Clients that fail would leave this side waiting in `accept`: their end ends the run.
+    let watcher = thread::spawn(move || watch(clients));
     for _ in 0..connections {
         let (tcp, _) = listener.accept()?;
         answer_one(&config, tcp)?;
     }
+    watcher
+        .join()
+        .map_err(|_| io::Error::other("the clients' watcher panicked"))??;
+    println!("{connections} connections served");
+    Ok(())
+}
+
+/// Waits for the clients to end; ends the whole process when they failed.
+fn watch(mut clients: Child) -> io::Result<()> {
     let status = clients.wait()?;
     if !status.success() {
-        return Err(io::Error::other(format!("the clients failed: {status}")));
+        eprintln!("handshake_instructions: the clients failed: {status}");
+        process::exit(1);
     }
-    println!("{connections} connections served");
     Ok(())
 }
 
 /// The server's side of one connection: handshake, a byte in, a byte out, close.
 fn answer_one(config: &Arc<ServerConfig>, tcp: TcpStream) -> io::Result<()> {
     tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(IO_TIMEOUT))?;
+    tcp.set_write_timeout(Some(IO_TIMEOUT))?;
     let session = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
     let mut stream = StreamOwned::new(session, tcp);
     let mut byte = [0];
@@ -96,12 +111,7 @@ fn answer_one(config: &Arc<ServerConfig>, tcp: TcpStream) -> io::Result<()> {
 
 /// The clients: `connections` new connections to `addr`, one after another, trusting `ca` only.
 fn connect(addr: SocketAddr, connections: u64, ca: &Path) -> io::Result<()> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).map_err(io::Error::other)? {
-        roots
-            .add(cert.map_err(io::Error::other)?)
-            .map_err(io::Error::other)?;
-    }
+    let roots = trust_roots(ca).map_err(io::Error::other)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -114,6 +124,8 @@ fn connect(addr: SocketAddr, connections: u64, ca: &Path) -> io::Result<()> {
     for _ in 0..connections {
         let tcp = TcpStream::connect(addr)?;
         tcp.set_nodelay(true)?;
+        tcp.set_read_timeout(Some(IO_TIMEOUT))?;
+        tcp.set_write_timeout(Some(IO_TIMEOUT))?;
         let name = ServerName::IpAddress(addr.ip().into());
         let session = ClientConnection::new(Arc::clone(&config), name).map_err(io::Error::other)?;
         let mut stream = StreamOwned::new(session, tcp);

@@ -1,10 +1,15 @@
 //! `infra-operator certs`: a self-signed CA and a serving certificate signed by it, for local use and
-//! tests. Writes four PEM files (keys readable by their owner only); nothing else does I/O here.
+//! tests. Writes four PEM files (keys readable by their owner only), and reads the CA back as a
+//! client's trust roots; nothing else does I/O here.
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -73,6 +78,14 @@ pub enum CertsError {
         /// The I/O error.
         source: io::Error,
     },
+    /// A CA file holds no usable certificate.
+    #[error("cannot trust the CA in {}: {reason}", path.display())]
+    Trust {
+        /// The CA file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Writes `ca.crt`, `ca.key`, `tls.crt` and `tls.key` into `dir` (created when missing): a new
@@ -140,6 +153,24 @@ pub fn write_certs(dir: &Path, hosts: &[String]) -> Result<CertFiles, CertsError
 
 /// The CA's common name, unique per key, so clients trusting several generated CAs (e.g. across a
 /// rotation) can tell them apart.
+/// The certificates of the CA file `ca` (as [`write_certs`] writes it) as a rustls client's trust
+/// roots; an error when the file cannot be read, is not PEM or holds no certificate.
+pub fn trust_roots(ca: &Path) -> Result<RootCertStore, CertsError> {
+    let untrusted = |reason: String| CertsError::Trust {
+        path: ca.to_path_buf(),
+        reason,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| untrusted(e.to_string()))? {
+        let cert = cert.map_err(|e| untrusted(e.to_string()))?;
+        roots.add(cert).map_err(|e| untrusted(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(untrusted("no certificate in it".to_owned()));
+    }
+    Ok(roots)
+}
+
 fn ca_common_name(public_key: &[u8]) -> String {
     let id: String = public_key
         .iter()
@@ -195,8 +226,7 @@ mod tests {
 
     use rustls::client::WebPkiServerVerifier;
     use rustls::client::danger::ServerCertVerifier;
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::pki_types::{ServerName, UnixTime};
 
     use super::*;
 
@@ -205,14 +235,39 @@ mod tests {
     }
 
     fn verifier(ca_pem: &Path) -> Arc<WebPkiServerVerifier> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(ca_pem).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
+        let roots = trust_roots(ca_pem).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn a_ca_file_without_a_usable_certificate_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_certs(dir.path(), &hosts(&["127.0.0.1"])).unwrap();
+        assert_eq!(trust_roots(&files.ca_cert).unwrap().len(), 1);
+        let garbled = "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
+        let not_a_certificate = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        for (name, contents) in [
+            ("empty.crt", ""),
+            (
+                "key-only.crt",
+                fs::read_to_string(&files.ca_key).unwrap().as_str(),
+            ),
+            ("garbled.crt", garbled),
+            ("not-a-certificate.crt", not_a_certificate),
+        ] {
+            let path = dir.path().join(name);
+            fs::write(&path, contents).unwrap();
+            let error = trust_roots(&path).unwrap_err().to_string();
+            assert!(error.contains(name), "{name}: {error}");
+        }
+        let missing = dir.path().join("missing.crt");
+        assert!(matches!(
+            trust_roots(&missing),
+            Err(CertsError::Trust { .. })
+        ));
     }
 
     #[test]

@@ -13,9 +13,9 @@ use hyper::Request;
 use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
+use infra_operator::certs::trust_roots;
 use rustls::ClientConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -89,10 +89,7 @@ async fn pass(
 
 /// TLS 1.3 or 1.2 trusting only the run's CA, ALPN `http/1.1`.
 fn tls_config(ca: &Path) -> anyhow::Result<ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).context("CA file")? {
-        roots.add(cert.context("CA certificate")?)?;
-    }
+    let roots = trust_roots(ca)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

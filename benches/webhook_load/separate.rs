@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use infra_operator::certs::write_certs;
+use infra_operator::certs::{trust_roots, write_certs};
 
 use super::hostile_mix::{self, Measured, Worst};
 use super::webhook_process::{free_address, pin_current_thread, webhook_command};
-use super::{CLIENT_THREAD, Clients, Settings, Workload, roots, runtime};
+use super::{CLIENT_THREAD, Clients, Settings, Workload, runtime};
 
 /// Longest wait for the webhook to be ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,7 +40,7 @@ pub fn run(settings: &Settings, workload: Arc<Workload>) -> anyhow::Result<()> {
     let mut webhook = start_webhook(certs.path(), https, admin)?;
     let outcome = (|| {
         wait_ready(admin, &mut webhook)?;
-        let clients = Clients::new(https, &roots(&files.ca_cert)?);
+        let clients = Clients::new(https, &trust_roots(&files.ca_cert)?);
         let worst = Arc::new(Worst::new()?);
         let measured = Measured::Webhook(webhook.id());
         client_rt.block_on(hostile_mix::bench(

@@ -131,6 +131,7 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    // Without a session store no ticket could be sent, but each would still be derived: make none.
     config.send_tls13_tickets = 0;
     config.session_storage = Arc::new(NoServerSessionStorage {});
     Ok(Arc::new(config))
@@ -387,13 +388,12 @@ impl Drop for Busy {
 
 #[cfg(test)]
 mod tests {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::pki_types::ServerName;
     use rustls::{ClientConfig, ClientConnection, Connection, HandshakeKind, ServerConnection};
 
     use super::*;
     use crate::admission::tls::CertReloader;
-    use crate::certs::write_certs;
+    use crate::certs::{trust_roots, write_certs};
 
     /// Moves everything `from` has to write into `to`, which processes it; whether anything moved.
     fn deliver(from: &mut Connection, to: &mut Connection) -> bool {
@@ -429,10 +429,7 @@ mod tests {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certificates = CertReloader::start(dir.path(), Arc::clone(&provider)).unwrap();
         let server = server_config(Arc::clone(&provider), certificates.resolver()).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(&files.ca_cert).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
+        let roots = trust_roots(&files.ca_cert).unwrap();
         for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
             // rustls's client keeps what the server offers for resumption (its default).
             let client = ClientConfig::builder_with_provider(Arc::clone(&provider))

@@ -22,11 +22,10 @@ use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use infra_operator::admission::{self, AdmissionMetrics, Limits, WebhookConfig, WebhookError};
-use infra_operator::certs::write_certs;
+use infra_operator::certs::{trust_roots, write_certs};
 use infra_operator::guardrails::{Config, Engine};
 use infra_operator::serve::{AdminServer, Metrics, Readiness, Shutdown};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ProtocolVersion, SupportedProtocolVersion};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -227,12 +226,7 @@ pub fn client_config(
     versions: &[&'static SupportedProtocolVersion],
     alpn: &[&[u8]],
 ) -> Arc<ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_pem).expect("CA file") {
-        roots
-            .add(cert.expect("CA certificate"))
-            .expect("CA is usable");
-    }
+    let roots = trust_roots(ca_pem).expect("CA file");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
